@@ -1,0 +1,138 @@
+"""One end of a host/enclave channel: length-prefixed CBOR frames over a stream socket.
+
+Receiving is buffered (one ``recv`` usually brings a whole small frame) and bounded: a
+frame header announcing more than ``max_frame`` bytes is a :class:`FrameError` and the
+channel is unusable afterwards (the stream position is lost), so the caller closes it.
+Sending is serialised by a lock so frames from several threads never interleave.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+from .._encoding import DEFAULT_MAX_DEPTH, FRAME_HEADER, dumps, frame_length, loads
+from ..errors import EncodingError, FrameError
+
+__all__ = ["ChannelClosed", "Endpoint"]
+
+_CHUNK = 256 * 1024
+
+
+class ChannelClosed(Exception):
+    """The peer closed the stream (EOF) or the socket failed. Internal; never escapes."""
+
+
+class Endpoint:
+    """A framed, bounded CBOR channel over a connected stream socket.
+
+    Args:
+        sock: a connected ``SOCK_STREAM`` socket (blocking).
+        max_frame: the largest body accepted or sent, in bytes.
+        max_depth: the deepest nesting accepted.
+    """
+
+    def __init__(self, sock: socket.socket, *, max_frame: int, max_depth: int = DEFAULT_MAX_DEPTH):
+        self._sock = sock
+        self.max_frame = max_frame
+        self.max_depth = max_depth
+        self._send_lock = threading.Lock()
+        self._buf = bytearray()
+        self._off = 0
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def send(self, message: Any) -> None:
+        """Encode and send one message.
+
+        Raises:
+            FrameError: the message is larger than ``max_frame``.
+            EncodingError: the message holds a type CBOR here does not allow.
+            ChannelClosed: the peer is gone.
+        """
+        body = dumps(message)
+        if len(body) > self.max_frame:
+            raise FrameError(
+                f"message of {len(body)} bytes exceeds the {self.max_frame}-byte frame limit; "
+                "send smaller values or raise the limit"
+            )
+        self.send_raw(len(body).to_bytes(FRAME_HEADER, "big") + body)
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes as they are (already framed). Raises ChannelClosed if the peer is gone."""
+        try:
+            with self._send_lock:
+                self._sock.sendall(data)
+        except OSError as exc:
+            self.closed = True
+            raise ChannelClosed(str(exc)) from exc
+
+    def _fill(self) -> None:
+        try:
+            chunk = self._sock.recv(_CHUNK)
+        except OSError as exc:
+            self.closed = True
+            raise ChannelClosed(str(exc)) from exc
+        if not chunk:
+            self.closed = True
+            raise ChannelClosed("peer closed the channel")
+        if self._off and self._off == len(self._buf):
+            self._buf = bytearray(chunk)
+            self._off = 0
+        else:
+            if self._off > _CHUNK:
+                del self._buf[: self._off]
+                self._off = 0
+            self._buf += chunk
+
+    def recv_body(self) -> bytes:
+        """Read one frame and return its body bytes (not decoded).
+
+        Only one thread may receive at a time; the multiplexer guarantees that.
+
+        Raises:
+            FrameError: the header announces a body larger than ``max_frame``.
+            ChannelClosed: EOF or socket error.
+        """
+        while len(self._buf) - self._off < FRAME_HEADER:
+            self._fill()
+        start = self._off + FRAME_HEADER
+        n = frame_length(self._buf[self._off : start])
+        if n > self.max_frame:
+            self.closed = True
+            raise FrameError(
+                f"peer announced a {n}-byte frame, over the {self.max_frame}-byte limit"
+            )
+        while len(self._buf) - start < n:
+            self._fill()
+        body = bytes(self._buf[start : start + n])
+        self._off = start + n
+        return body
+
+    def recv(self) -> Any:
+        """Read and decode one frame.
+
+        Raises:
+            EncodingError: the body is not valid deterministic CBOR (the stream stays
+                usable: the frame boundary is known).
+            FrameError, ChannelClosed: as :meth:`recv_body`.
+        """
+        body = self.recv_body()
+        try:
+            return loads(body, max_size=self.max_frame, max_depth=self.max_depth)
+        except EncodingError:
+            raise
+        except Exception as exc:  # pragma: no cover - defence in depth
+            raise EncodingError(f"undecodable frame: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        """Close the socket (idempotent); a thread blocked in recv gets ChannelClosed."""
+        self.closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()

@@ -1,0 +1,129 @@
+"""Entry point of the enclave process (simulation backend).
+
+Started by the host as ``python -I -m enklave.enclave._main --fd N --bundle PATH
+--sim-home DIR``. It reads the bundle once, verifies signature and measurement, drops
+every environment variable the config does not allow, applies the memory limit, and
+only then imports application code, from the verified bytes. It answers READY with
+its identity, or LOADFAIL with the reason, then serves ECALLs until the host closes the
+channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from .._encoding import DEFAULT_MAX_DEPTH
+from .._simplatform import load_or_create_platform_secret
+from ..channel import ChannelClosed, Endpoint
+from ..channel._messages import LOADFAIL, READY, VERSION, error_record
+from ..errors import BundleError, EnclaveLoadError, EnklaveError
+from ..package._bundle import Bundle
+from ..package._importer import BundleImporter
+from ..package._measure import runtime_files
+from ..package._verify import verify_bundle
+from . import _context
+from ._app import EnclaveApp
+from ._runtime import Runtime
+
+MAX_FRAME = 16 * 1024 * 1024
+EXIT_LOAD_FAILED = 3
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="enklave-enclave", add_help=False)
+    p.add_argument("--fd", type=int, required=True)
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--sim-home", required=True)
+    return p.parse_args(argv)
+
+
+def _read_bundle(path: str) -> Bundle:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise EnclaveLoadError(f"cannot read bundle {path}: {exc.strerror}") from exc
+    try:
+        return Bundle.from_bytes(data)
+    except BundleError as exc:
+        raise EnclaveLoadError(f"bundle rejected: {exc}") from exc
+
+
+def _confine(bundle: Bundle) -> None:
+    allowed = set(bundle.config.allowed_env)
+    for name in list(os.environ):
+        if name not in allowed:
+            del os.environ[name]
+    limit = bundle.config.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    threading.stack_size(1024 * 1024)
+
+
+def _import_app(bundle: Bundle, files: dict[str, bytes]) -> EnclaveApp:
+    importer = BundleImporter(files)
+    importer.install()
+    module_name = bundle.config.entry[:-3].replace("/", ".")
+    module = __import__(module_name, fromlist=["*"])
+    apps = [v for v in vars(module).values() if isinstance(v, EnclaveApp)]
+    if len(apps) != 1:
+        raise EnclaveLoadError(
+            f"entry module {bundle.config.entry!r} must define exactly one EnclaveApp, "
+            f"found {len(apps)}"
+        )
+    declared = apps[0].interface()
+    if declared.descriptor() != bundle.interface.descriptor():
+        raise EnclaveLoadError(
+            "the app's declared ECALL/OCALL interface differs from the measured interface "
+            "descriptor; rebuild the bundle"
+        )
+    return apps[0]
+
+
+def _load(args: argparse.Namespace, endpoint: Endpoint) -> Runtime:
+    bundle = _read_bundle(args.bundle)
+    identity = verify_bundle(bundle, runtime_files(), simulated=True)
+    files = bundle.file_map()
+    secret = load_or_create_platform_secret(Path(args.sim_home))
+    _confine(bundle)
+    runtime = Runtime(
+        endpoint,
+        interface=bundle.interface,
+        ecalls={},
+        identity=identity,
+        platform_secret=secret,
+        files=files,
+        max_threads=bundle.config.max_threads,
+    )
+    _context.install(runtime)
+    app = _import_app(bundle, files)
+    runtime.set_ecalls(app.ecalls)
+    return runtime
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    sock = socket.socket(fileno=args.fd)
+    endpoint = Endpoint(sock, max_frame=MAX_FRAME, max_depth=DEFAULT_MAX_DEPTH)
+    try:
+        runtime = _load(args, endpoint)
+    except Exception as exc:
+        code = exc.code if isinstance(exc, EnklaveError) else "load"
+        rec = error_record(type(exc).__name__, str(exc), code)
+        try:
+            endpoint.send([VERSION, LOADFAIL, 0, rec, None])
+        except ChannelClosed:
+            pass
+        endpoint.close()
+        return EXIT_LOAD_FAILED
+    endpoint.send([VERSION, READY, 0, runtime.identity.to_wire(), None])
+    runtime.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
