@@ -69,3 +69,18 @@ class EnclaveApp:
     def interface(self) -> Interface:
         """The declared interface (what the build measures)."""
         return Interface.from_functions(self.ecalls.values(), self.ocalls.values())
+
+
+def find_app(module: object, entry: str) -> EnclaveApp:
+    """The single :class:`EnclaveApp` defined at the top level of an entry module.
+
+    Raises:
+        InterfaceError: none or several are defined.
+    """
+    apps = [v for v in vars(module).values() if isinstance(v, EnclaveApp)]
+    if len(apps) != 1:
+        raise InterfaceError(
+            f"entry module {entry!r} must define exactly one EnclaveApp at top level "
+            f"(e.g. `app = EnclaveApp(\"name\")`), found {len(apps)}"
+        )
+    return apps[0]

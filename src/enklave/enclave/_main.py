@@ -28,7 +28,7 @@ from ..package._importer import BundleImporter
 from ..package._measure import runtime_files
 from ..package._verify import verify_bundle
 from . import _context
-from ._app import EnclaveApp
+from ._app import EnclaveApp, find_app
 from ._runtime import Runtime
 
 MAX_FRAME = 16 * 1024 * 1024
@@ -69,19 +69,14 @@ def _import_app(bundle: Bundle, files: dict[str, bytes]) -> EnclaveApp:
     importer.install()
     module_name = bundle.config.entry[:-3].replace("/", ".")
     module = __import__(module_name, fromlist=["*"])
-    apps = [v for v in vars(module).values() if isinstance(v, EnclaveApp)]
-    if len(apps) != 1:
-        raise EnclaveLoadError(
-            f"entry module {bundle.config.entry!r} must define exactly one EnclaveApp, "
-            f"found {len(apps)}"
-        )
-    declared = apps[0].interface()
+    app = find_app(module, bundle.config.entry)
+    declared = app.interface()
     if declared.descriptor() != bundle.interface.descriptor():
         raise EnclaveLoadError(
             "the app's declared ECALL/OCALL interface differs from the measured interface "
             "descriptor; rebuild the bundle"
         )
-    return apps[0]
+    return app
 
 
 def _load(args: argparse.Namespace, endpoint: Endpoint) -> Runtime:

@@ -1,0 +1,101 @@
+"""The trusted side: what code running inside an enclave may use.
+
+Example (an enclave module, ``enclave.py``)::
+
+    from typing import Annotated
+    from enklave.enclave import EnclaveApp, MaxLen, identity, seal
+
+    app = EnclaveApp("hello")
+
+    @app.ocall
+    def log(line: Annotated[str, MaxLen(200)]) -> None: ...
+
+    @app.ecall
+    def greet(name: Annotated[str, MaxLen(64)]) -> str:
+        log(f"greeting {name}")
+        return f"Hello, {name}! I am {identity().mrenclave.hex()[:8]}"
+
+Importing this module outside an enclave is fine (the build does it to read the
+interface); the runtime functions raise :class:`~enklave.errors.NotInEnclaveError` there.
+This package never imports the host side, the CLI, web frameworks or HTTP clients.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .._interface import MaxLen, Range
+from ..errors import NotInEnclaveError, OcallError, SealError
+from ..models.identity import Identity
+from . import _sealing
+from ._app import EnclaveApp
+from ._context import current
+
+__all__ = [
+    "EnclaveApp",
+    "Identity",
+    "MaxLen",
+    "NotInEnclaveError",
+    "OcallError",
+    "Range",
+    "SealError",
+    "identity",
+    "is_simulated",
+    "measured_file",
+    "seal",
+    "unseal",
+]
+
+
+def identity() -> Identity:
+    """This enclave's identity (MRENCLAVE, MRSIGNER, product id, SVN, debug, simulated)."""
+    return current().identity
+
+
+def is_simulated() -> bool:
+    """True when no hardware protects this enclave (simulation backend)."""
+    return current().identity.simulated
+
+
+def measured_file(path: str) -> bytes:
+    """The contents of a measured app file (from the verified bundle, not the host's disk).
+
+    Raises:
+        KeyError: ``path`` is not one of the bundle's measured files.
+    """
+    return current().files[path]
+
+
+def _seal_identity() -> _sealing.SealIdentity:
+    ident = current().identity
+    return _sealing.SealIdentity(
+        mrenclave=ident.mrenclave,
+        mrsigner=ident.mrsigner,
+        product_id=ident.product_id,
+        security_version=ident.security_version,
+    )
+
+
+def seal(data: bytes, *, policy: Literal["unique", "product"], aad: bytes = b"") -> bytes:
+    """Encrypt ``data`` so that only this enclave (``unique``) or this product (``product``,
+    same MRSIGNER and product id, equal or newer SVN) can unseal it on this platform.
+
+    The blob is safe to hand to the host for storage: it is AES-256-GCM with a key
+    derived from the platform seal secret; ``aad`` is authenticated, not encrypted.
+
+    Raises:
+        SealError: data too large or an unknown policy.
+    """
+    return _sealing.seal(
+        current().platform_secret, _seal_identity(), data, policy=policy, aad=aad
+    )
+
+
+def unseal(blob: bytes, *, aad: bytes = b"") -> bytes:
+    """Decrypt a blob from :func:`seal`.
+
+    Raises:
+        SealError: tampered blob, wrong ``aad``, sealed by another enclave / signer /
+            product, or by a newer SVN than this enclave's (rollback refused).
+    """
+    return _sealing.unseal(current().platform_secret, _seal_identity(), blob, aad=aad)

@@ -1,0 +1,137 @@
+"""One running enclave process and its channel (simulation backend).
+
+The enclave is a child process started with ``python -I`` (no PYTHON* variables, no
+user site, no current directory on the path) and only the environment variables its
+config allows, connected to the host by a private ``socketpair``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from ..channel import ChannelClosed, Endpoint, Message, Mux
+from ..channel._messages import LOADFAIL, READY, parse
+from ..errors import EnclaveLoadError, EnclaveLost, EnklaveError, ProtocolError
+from ..models.identity import Identity
+from ..package._config import AppConfig
+
+__all__ = ["MAX_FRAME", "Session"]
+
+log = logging.getLogger("enklave.host")
+MAX_FRAME = 16 * 1024 * 1024
+
+
+class Session:
+    """A started enclave process: ``identity``, ``mux`` and ``close()``.
+
+    Raises (from the constructor):
+        EnclaveLoadError: the enclave refused to load (signature, measurement,
+            interface), with its reason, or did not answer within ``load_timeout``.
+    """
+
+    def __init__(
+        self, bundle_path: Path, config: AppConfig, *, sim_home: Path, load_timeout: float
+    ) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = {k: os.environ[k] for k in config.allowed_env if k in os.environ}
+        env["MALLOC_ARENA_MAX"] = "2"
+        cmd = [
+            sys.executable, "-I", "-m", "enklave.enclave._main",
+            "--fd", str(child.fileno()),
+            "--bundle", str(bundle_path),
+            "--sim-home", str(sim_home),
+        ]  # fmt: skip
+        try:
+            self.proc = subprocess.Popen(
+                cmd, pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            parent.close()
+            raise EnclaveLoadError(f"cannot start the enclave process: {exc}") from exc
+        finally:
+            child.close()
+        self._reaped = threading.Lock()
+        self.endpoint = Endpoint(parent, max_frame=MAX_FRAME)
+        try:
+            self.identity = self._handshake(parent, load_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self.mux = Mux(
+            self.endpoint,
+            route=lambda msg: msg[1],
+            make_lost=self._lost,
+            on_bad=self._bad_frame,
+            on_unroutable=self._unroutable,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _handshake(self, sock: socket.socket, timeout: float) -> Identity:
+        sock.settimeout(timeout)
+        try:
+            kind, _, a, _ = parse(self.endpoint.recv())
+        except TimeoutError as exc:
+            raise EnclaveLoadError(
+                f"the enclave did not report ready within {timeout:.0f}s; see its stderr"
+            ) from exc
+        except ChannelClosed as exc:
+            code = self.proc.wait(timeout=5)
+            raise EnclaveLoadError(
+                f"the enclave process exited (status {code}) before loading; see its stderr"
+            ) from exc
+        except EnklaveError as exc:
+            raise EnclaveLoadError(f"the enclave sent a malformed first message: {exc}") from exc
+        finally:
+            sock.settimeout(None)
+        if kind == LOADFAIL:
+            raise EnclaveLoadError(f"enclave refused to load: {a['message']}")
+        if kind != READY:
+            raise EnclaveLoadError("the enclave's first message was not READY")
+        try:
+            return Identity.from_wire(a)
+        except ProtocolError as exc:
+            raise EnclaveLoadError(f"the enclave reported a malformed identity: {exc}") from exc
+
+    def _lost(self, why: str) -> EnclaveLost:
+        status = self.reap()
+        return EnclaveLost(
+            f"the enclave process is gone (exit status {status}; {why}); "
+            "pending calls were aborted, call restart() to start it again"
+        )
+
+    def _bad_frame(self, exc: EnklaveError, cid: int) -> None:
+        log.error("enclave sent a malformed frame (%s); closing the channel", exc)
+        self.mux.kill(f"malformed frame from the enclave: {exc}")
+
+    def _unroutable(self, msg: Message) -> None:
+        kind, cid, a, _ = msg
+        detail = a.get("message") if isinstance(a, dict) else ""
+        log.warning("dropping enclave message kind %s for unknown call %s %s", kind, cid, detail)
+
+    def reap(self) -> int | None:
+        """Make sure the process is gone and waited for (no zombies); return its status."""
+        with self._reaped:
+            if self.proc.poll() is None:
+                try:
+                    self.proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            return self.proc.returncode
+
+    def close(self) -> None:
+        """Close the channel (the enclave exits on EOF), then reap the process."""
+        if hasattr(self, "mux"):
+            self.mux.kill("closed by the host")
+        else:
+            self.endpoint.close()
+        self.reap()
