@@ -12,7 +12,7 @@ import socket
 import threading
 from typing import Any
 
-from .._encoding import DEFAULT_MAX_DEPTH, FRAME_HEADER, dumps, frame_length, loads
+from .._encoding import DEFAULT_MAX_DEPTH, FRAME_HEADER, dumps, loads
 from ..errors import EncodingError, FrameError
 
 __all__ = ["ChannelClosed", "Endpoint"]
@@ -38,8 +38,10 @@ class Endpoint:
         self.max_frame = max_frame
         self.max_depth = max_depth
         self._send_lock = threading.Lock()
-        self._buf = bytearray()
+        self._buf = bytearray(_CHUNK)
+        self._view = memoryview(self._buf)
         self._off = 0
+        self._end = 0
         self.closed = False
 
     def fileno(self) -> int:
@@ -70,23 +72,29 @@ class Endpoint:
             self.closed = True
             raise ChannelClosed(str(exc)) from exc
 
-    def _fill(self) -> None:
-        try:
-            chunk = self._sock.recv(_CHUNK)
-        except OSError as exc:
-            self.closed = True
-            raise ChannelClosed(str(exc)) from exc
-        if not chunk:
-            self.closed = True
-            raise ChannelClosed("peer closed the channel")
-        if self._off and self._off == len(self._buf):
-            self._buf = bytearray(chunk)
-            self._off = 0
-        else:
-            if self._off > _CHUNK:
-                del self._buf[: self._off]
-                self._off = 0
-            self._buf += chunk
+    def _fill(self, need: int) -> None:
+        """Receive until at least ``need`` unread bytes are buffered."""
+        buf = self._buf
+        if self._off == self._end:
+            self._off = self._end = 0
+        if self._off + need > len(buf):
+            # move unread bytes to the front, growing the buffer for a large frame
+            unread = buf[self._off : self._end]
+            if need > len(buf):
+                buf = self._buf = bytearray(max(need, 2 * len(buf)))
+                self._view = memoryview(buf)
+            buf[: len(unread)] = unread
+            self._off, self._end = 0, len(unread)
+        while self._end - self._off < need:
+            try:
+                n = self._sock.recv_into(self._view[self._end :])
+            except OSError as exc:
+                self.closed = True
+                raise ChannelClosed(str(exc)) from exc
+            if not n:
+                self.closed = True
+                raise ChannelClosed("peer closed the channel")
+            self._end += n
 
     def recv_body(self) -> bytes:
         """Read one frame and return its body bytes (not decoded).
@@ -97,18 +105,20 @@ class Endpoint:
             FrameError: the header announces a body larger than ``max_frame``.
             ChannelClosed: EOF or socket error.
         """
-        while len(self._buf) - self._off < FRAME_HEADER:
-            self._fill()
-        start = self._off + FRAME_HEADER
-        n = frame_length(self._buf[self._off : start])
+        if self._end - self._off < FRAME_HEADER:
+            self._fill(FRAME_HEADER)
+        off = self._off
+        n = int.from_bytes(self._buf[off : off + FRAME_HEADER], "big")
         if n > self.max_frame:
             self.closed = True
             raise FrameError(
                 f"peer announced a {n}-byte frame, over the {self.max_frame}-byte limit"
             )
-        while len(self._buf) - start < n:
-            self._fill()
-        body = bytes(self._buf[start : start + n])
+        if self._end - off < FRAME_HEADER + n:
+            self._fill(FRAME_HEADER + n)
+            off = self._off
+        start = off + FRAME_HEADER
+        body = bytes(self._view[start : start + n])
         self._off = start + n
         return body
 
