@@ -73,9 +73,12 @@ def _encode_float(x: float) -> bytes:
             return b"\xf9" + half
     except OverflowError:
         pass
-    single = _F32.pack(x)
-    if _F32.unpack(single)[0] == x:
-        return b"\xfa" + single
+    try:
+        single = _F32.pack(x)
+        if _F32.unpack(single)[0] == x:
+            return b"\xfa" + single
+    except OverflowError:
+        pass
     return b"\xfb" + _F64.pack(x)
 
 

@@ -58,6 +58,7 @@ class Mux:
         self._cond = threading.Condition(self._lock)
         self._boxes: dict[Hashable, deque[Message]] = {}
         self._reading = False
+        self._sleepers = 0
         self.dead: str | None = None
 
     def register(self, key: Hashable) -> None:
@@ -102,13 +103,18 @@ class Mux:
                 if not self._reading:
                     self._reading = True
                     break
-                self._cond.wait()
+                self._sleepers += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._sleepers -= 1
         try:
             return self._lead(key)
         finally:
             with self._lock:
                 self._reading = False
-                self._cond.notify_all()
+                if self._sleepers:
+                    self._cond.notify_all()
 
     def _lead(self, key: Hashable) -> Message:
         while True:
@@ -122,7 +128,8 @@ class Mux:
                 box = self._boxes.get(owner)
                 if box is not None:
                     box.append(msg)
-                    self._cond.notify_all()
+                    if self._sleepers:
+                        self._cond.notify_all()
                     continue
             self._on_unroutable(msg)
 

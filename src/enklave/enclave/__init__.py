@@ -29,7 +29,7 @@ from ..errors import NotInEnclaveError, OcallError, SealError
 from ..models.identity import Identity
 from . import _sealing
 from ._app import EnclaveApp
-from ._context import current
+from ._context import current as _current
 
 __all__ = [
     "EnclaveApp",
@@ -49,12 +49,12 @@ __all__ = [
 
 def identity() -> Identity:
     """This enclave's identity (MRENCLAVE, MRSIGNER, product id, SVN, debug, simulated)."""
-    return current().identity
+    return _current().identity
 
 
 def is_simulated() -> bool:
     """True when no hardware protects this enclave (simulation backend)."""
-    return current().identity.simulated
+    return _current().identity.simulated
 
 
 def measured_file(path: str) -> bytes:
@@ -63,11 +63,11 @@ def measured_file(path: str) -> bytes:
     Raises:
         KeyError: ``path`` is not one of the bundle's measured files.
     """
-    return current().files[path]
+    return _current().files[path]
 
 
 def _seal_identity() -> _sealing.SealIdentity:
-    ident = current().identity
+    ident = _current().identity
     return _sealing.SealIdentity(
         mrenclave=ident.mrenclave,
         mrsigner=ident.mrsigner,
@@ -87,7 +87,7 @@ def seal(data: bytes, *, policy: Literal["unique", "product"], aad: bytes = b"")
         SealError: data too large or an unknown policy.
     """
     return _sealing.seal(
-        current().platform_secret, _seal_identity(), data, policy=policy, aad=aad
+        _current().platform_secret, _seal_identity(), data, policy=policy, aad=aad
     )
 
 
@@ -98,4 +98,4 @@ def unseal(blob: bytes, *, aad: bytes = b"") -> bytes:
         SealError: tampered blob, wrong ``aad``, sealed by another enclave / signer /
             product, or by a newer SVN than this enclave's (rollback refused).
     """
-    return _sealing.unseal(current().platform_secret, _seal_identity(), blob, aad=aad)
+    return _sealing.unseal(_current().platform_secret, _seal_identity(), blob, aad=aad)

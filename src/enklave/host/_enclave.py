@@ -90,7 +90,8 @@ class Enclave:
         self._sim_home = sim_home
         self._load_timeout = load_timeout
         self._ids = itertools.count(1)
-        self._slots = threading.BoundedSemaphore(bundle.config.max_threads)
+        self._free_slots = bundle.config.max_threads
+        self._slot_cond = threading.Condition(threading.Lock())
         self._lock = threading.Lock()
         self._session: Session | None = None
         self._closed = False
@@ -195,7 +196,11 @@ class Enclave:
     def ecall(self, spec: FunctionSpec, values: list[Any]) -> Any:
         """Make an ECALL with a full positional argument list (the proxy's back end)."""
         values = spec.check_args(values)
-        with self._slots:
+        with self._slot_cond:  # like waiting for a free TCS: at most max_threads in flight
+            while not self._free_slots:
+                self._slot_cond.wait()
+            self._free_slots -= 1
+        try:
             mux = self._current().mux
             cid = next(self._ids)
             mux.register(cid)
@@ -204,6 +209,10 @@ class Enclave:
                 return self._await_result(mux, cid, spec)
             finally:
                 mux.unregister(cid)
+        finally:
+            with self._slot_cond:
+                self._free_slots += 1
+                self._slot_cond.notify()
 
     def _await_result(self, mux: Any, cid: int, spec: FunctionSpec) -> Any:
         while True:

@@ -1,0 +1,43 @@
+"""Smoke test for bench/ecall.py: it runs and prints one JSON line (timings never checked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+KEYS = {
+    "bench",
+    "raw_p50_us",
+    "raw_p99_us",
+    "ours_p50_us",
+    "ours_p99_us",
+    "ratio_p50",
+    "ratio_p99",
+    "raw_calls_per_s",
+    "ours_calls_per_s",
+    "mib_raw_mb_s",
+    "mib_ours_mb_s",
+    "mib_ratio",
+    "threads",
+    "machine",
+}
+
+
+def test_bench_ecall_quick(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "ecall.py"), "--quick"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    result = json.loads(lines[0])
+    assert KEYS <= set(result), KEYS - set(result)
+    assert result["bench"] == "ecall"
+    assert set(result["threads"]) == {"1", "2", "4"}

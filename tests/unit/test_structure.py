@@ -1,0 +1,76 @@
+"""Import rules and public surfaces (DESIGN.md): the trusted side stays small on purpose."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from enklave.package._measure import TRUSTED_RUNTIME, runtime_files
+
+
+def test_enclave_process_imports_only_measured_enklave_modules() -> None:
+    code = (
+        "import sys, enklave.enclave._main, enklave.enclave\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('enklave'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    measured = {p for p, _, _ in runtime_files()}
+    for mod in out:
+        module = importlib.import_module(mod)
+        path = module.__file__
+        assert path is not None
+        rel = "enklave/" + path.split("/enklave/", 1)[1]
+        assert rel in measured, f"{mod} runs in the enclave but is not measured"
+
+
+def test_trusted_side_never_imports_host_cli_or_http() -> None:
+    code = (
+        "import sys, enklave.enclave._main\n"
+        "bad = [m for m in sys.modules if m.startswith(('enklave.host', 'enklave.cli', "
+        "'httpx', 'requests', 'flask', 'fastapi', 'pickle'))]\n"
+        "print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "[]"
+
+
+def test_runtime_file_list_is_stable_and_covers_the_parts() -> None:
+    entries = runtime_files()
+    assert entries == sorted(entries)
+    paths = {p for p, _, _ in entries}
+    assert "enklave/enclave/_main.py" in paths and "enklave/_encoding.py" in paths
+    assert len(TRUSTED_RUNTIME) >= 5
+
+
+@pytest.mark.parametrize(
+    "name", ["enklave.enclave", "enklave.host", "enklave.package", "enklave.channel",
+             "enklave.models", "enklave.errors"]
+)
+def test_all_matches_exports(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = set(module.__all__)
+    for item in exported:
+        assert hasattr(module, item), f"{name}.__all__ lists missing {item}"
+    public = {
+        k for k, v in vars(module).items()
+        if not k.startswith("_") and not isinstance(v, type(sys)) and k != "annotations"
+        and getattr(v, "__module__", name).startswith("enklave")
+    }
+    assert public <= exported | {"log"}, f"{name} exports {public - exported} outside __all__"
+
+
+def test_no_pickle_marshal_or_yaml_load_in_src() -> None:
+    import pathlib
+
+    src = pathlib.Path(importlib.import_module("enklave").__file__).parent
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        for bad in ("import pickle", "import marshal", "yaml.load(", "from pickle"):
+            assert bad not in text, f"{path} uses {bad}"
