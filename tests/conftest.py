@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from enklave.package import build_app, generate_signing_key, write_bundle
+from enklave.package import _measure, build_app, generate_signing_key, write_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 HELLO_DIR = REPO / "examples" / "hello"
@@ -67,20 +67,23 @@ def make_app(tmp_path: Path) -> Callable[..., Path]:
 
 def build(app_dir: Path, key, out: Path) -> Path:
     """Build and sign ``app_dir`` into the bundle file ``out``; return ``out``."""
+    # runtime_files() is cached per process; re-measure so a runtime edited while the
+    # test session runs (other work in progress) does not give stale bundles
+    _measure._runtime_cache = None
     write_bundle(build_app(app_dir, key), out)
     return out
 
 
-@pytest.fixture(scope="session")
-def hello_bundle(tmp_path_factory, key) -> Path:
-    d = tmp_path_factory.mktemp("hello")
-    return build(HELLO_DIR, key, d / "hello.bundle")
+# Bundles are built per test (about 20 ms each): a bundle measures enklave's own runtime
+# files, so one built once per session goes stale if the runtime changes meanwhile.
+@pytest.fixture
+def hello_bundle(tmp_path: Path, key) -> Path:
+    return build(HELLO_DIR, key, tmp_path / "hello.bundle")
 
 
-@pytest.fixture(scope="session")
-def ping_bundle(tmp_path_factory, key) -> Path:
-    d = tmp_path_factory.mktemp("ping")
-    return build(PING_DIR, key, d / "ping.bundle")
+@pytest.fixture
+def ping_bundle(tmp_path: Path, key) -> Path:
+    return build(PING_DIR, key, tmp_path / "ping.bundle")
 
 
 def load_hello_host():

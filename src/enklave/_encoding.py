@@ -225,21 +225,28 @@ class _Decoder:
             raise self.fail(f"declared length {n} is longer than the remaining input")
         return n
 
-    def value(self, depth: int) -> Any:
-        if self.pos >= len(self.data):
+    def value(self, depth: int) -> Any:  # noqa: C901, PLR0911, PLR0912
+        data = self.data
+        pos = self.pos
+        if pos >= len(data):
             raise self.fail("input ends where a value was expected")
-        ib = self.data[self.pos]
-        self.pos += 1
+        ib = data[pos]
+        self.pos = pos + 1
+        if ib < 0x18:  # fast path: small unsigned integer
+            return ib
+        if ib == 0xF6:
+            return None
         major = ib >> 5
         info = ib & 0x1F
-        if major == 0:
-            return self.argument(info)
-        if major == 1:
-            return -1 - self.argument(info)
-        if major == 2:
-            return self.take(self.length(info, 1))
         if major == 3:
-            raw = self.take(self.length(info, 1))
+            if info < 24:  # fast path: short text
+                end = pos + 1 + info
+                if end > len(data):
+                    raise self.fail("declared length is longer than the remaining input")
+                self.pos = end
+                raw = data[pos + 1 : end]
+            else:
+                raw = self.take(self.length(info, 1))
             try:
                 return raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -247,8 +254,17 @@ class _Decoder:
         if major == 4:
             if depth <= 0:
                 raise self.fail("nesting is deeper than the allowed depth")
-            n = self.length(info, 1)
-            return [self.value(depth - 1) for _ in range(n)]
+            n = info if info < 24 else self.length(info, 1)
+            if n > len(data) - self.pos:
+                raise self.fail(f"declared length {n} is longer than the remaining input")
+            value = self.value
+            return [value(depth - 1) for _ in range(n)]
+        if major == 0:
+            return self.argument(info)
+        if major == 1:
+            return -1 - self.argument(info)
+        if major == 2:
+            return self.take(self.length(info, 1))
         if major == 5:
             if depth <= 0:
                 raise self.fail("nesting is deeper than the allowed depth")

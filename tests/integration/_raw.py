@@ -26,7 +26,9 @@ def msg(*items: Any) -> bytes:
 class RawEnclave:
     """An enclave process on one end of a socketpair, the test on the other."""
 
-    def __init__(self, bundle: Path, sim_home: Path, *, timeout: float = 20.0) -> None:
+    def __init__(
+        self, bundle: Path, sim_home: Path, *, timeout: float = 20.0, wait: bool = True
+    ) -> None:
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cmd = [
             sys.executable, "-I", "-m", "enklave.enclave._main",
@@ -42,6 +44,12 @@ class RawEnclave:
             child.close()
         self.sock.settimeout(timeout)
         self._buf = bytearray()
+        self.identity: Any = None
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Read the first frame and check it is READY (start several, then wait on each)."""
         first = self.recv_frame()
         if first[1] != READY:
             self.close()

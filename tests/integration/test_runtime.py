@@ -95,16 +95,16 @@ def _shout(text: str) -> str:
     return text.upper()
 
 
-@pytest.fixture(scope="module")
-def app_bundle(tmp_path_factory, key) -> Path:
-    d = tmp_path_factory.mktemp("rt")
+@pytest.fixture
+def app_bundle(tmp_path, key) -> Path:
+    d = tmp_path / "rt"
     app = write_app(d / "app", APP, "memory_mb = 256\nallowed_env = [\"TESTVAR_OK\"]\n")
     return build(app, key, d / "app.bundle")
 
 
-@pytest.fixture(scope="module")
-def debug_bundle(tmp_path_factory, key) -> Path:
-    d = tmp_path_factory.mktemp("rtdbg")
+@pytest.fixture
+def debug_bundle(tmp_path, key) -> Path:
+    d = tmp_path / "rtdbg"
     app = write_app(d / "app", APP, "memory_mb = 256\n", debug=True)
     return build(app, key, d / "app.bundle")
 

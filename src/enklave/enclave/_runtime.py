@@ -56,6 +56,8 @@ class Runtime:
         self._ecalls = ecalls
         self._max_threads = max_threads
         self._local = threading.local()
+        self._executing = 0  # ECALLs running now (GIL users besides the reader)
+        endpoint.spin_gate = self._may_spin
         self.mux = Mux(
             endpoint,
             route=_route,
@@ -64,6 +66,10 @@ class Runtime:
             on_unroutable=self._answer_unroutable,
         )
         self.mux.register(None)
+
+    def _may_spin(self) -> bool:
+        mine = 1 if getattr(self._local, "cid", None) is not None else 0
+        return self._executing <= mine
 
     def set_ecalls(self, ecalls: dict[str, Callable[..., Any]]) -> None:
         """Install the app's ECALL functions (after the app module was imported)."""
@@ -95,6 +101,7 @@ class Runtime:
             return
         self.mux.register(cid)
         self._local.cid = cid
+        self._executing += 1
         try:
             values = spec.check_args(args)
             result = spec.check_result(self._ecalls[name](*values))
@@ -104,6 +111,7 @@ class Runtime:
         except Exception as exc:
             self._reply_error(cid, exc)
         finally:
+            self._executing -= 1
             self._local.cid = None
             self.mux.unregister(cid)
 

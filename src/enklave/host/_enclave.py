@@ -200,8 +200,11 @@ class Enclave:
             while not self._free_slots:
                 self._slot_cond.wait()
             self._free_slots -= 1
+        session = None
         try:
-            mux = self._current().mux
+            session = self._current()
+            session.in_flight += 1
+            mux = session.mux
             cid = next(self._ids)
             mux.register(cid)
             try:
@@ -210,6 +213,8 @@ class Enclave:
             finally:
                 mux.unregister(cid)
         finally:
+            if session is not None:
+                session.in_flight -= 1
             with self._slot_cond:
                 self._free_slots += 1
                 self._slot_cond.notify()

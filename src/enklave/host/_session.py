@@ -63,6 +63,8 @@ class Session:
         except BaseException:
             self.close()
             raise
+        self.in_flight = 0  # ECALLs in progress; the reader polls only when alone
+        self.endpoint.spin_gate = lambda: self.in_flight <= 1
         self.mux = Mux(
             self.endpoint,
             route=lambda msg: msg[1],
