@@ -53,6 +53,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -301,7 +302,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["ENKLAVE_SIM_HOME"] = str(tmp / "sim")
         log("building bench/ping")
         bundle_path = tmp / "ping.bundle"
-        write_bundle(build_app(PING_APP, generate_signing_key()), bundle_path)
+        key = generate_signing_key()
+        write_bundle(build_app(PING_APP, key), bundle_path)
+        # the same app with max_threads = 4, for the concurrency numbers
+        app4 = tmp / "ping4"
+        shutil.copytree(PING_APP, app4)
+        toml = (app4 / "enklave.toml").read_text()
+        (app4 / "enklave.toml").write_text(toml.replace("max_threads = 1", "max_threads = 4"))
+        bundle4 = tmp / "ping4.bundle"
+        write_bundle(build_app(app4, key), bundle4)
 
         ping_req = dumps([1, 1, RAW_CID, "ping", []])
         ping_rep = framed(dumps([1, 2, RAW_CID, None, None]))
@@ -336,13 +345,21 @@ def main(argv: list[str] | None = None) -> int:
                 mraw, mours = interleave(
                     raw_echo, ours_echo, warmup=mib_warmup, rounds=mib_rounds, block=mib_block
                 )
-                log(f"threads 1/2/4 x {thread_n} calls, {thread_rounds} rounds")
+            finally:
+                enc.close()
+            enc4 = Enclave.open(bundle4)
+            try:
+                log("latency at max_threads=4")
+                raw4, ours4 = interleave(
+                    raw_ping, enc4.call.ping, warmup=warmup, rounds=rounds, block=block
+                )
+                log(f"threads 1/2/4 x {thread_n} calls, {thread_rounds} rounds, max_threads=4")
                 per: dict[int, list[float]] = {1: [], 2: [], 4: []}
                 for _ in range(thread_rounds):
                     for k in per:
-                        per[k].append(threaded_cps(ping, k, thread_n))
+                        per[k].append(threaded_cps(enc4.call.ping, k, thread_n))
             finally:
-                enc.close()
+                enc4.close()
         finally:
             raw_peer.close()
 
@@ -366,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         "mib_ours_mb_s": round(mib_s(mours), 1),
         "mib_ratio": round(mib_s(mours) / mib_s(mraw), 3),
         "mib_counts": "MiB/s of payload, request + reply (2 MiB per call)",
+        "mt4_ours_p50_us": round(pct(ours4.lat, 50) / 1e3, 2),
+        "mt4_ratio_p50": round(pct(ours4.lat, 50) / pct(raw4.lat, 50), 2),
         "threads": {str(k): round(statistics.median(v)) for k, v in per.items()},
         "machine": machine(),
     }

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 HELLO_DIR = REPO / "examples" / "hello"
 PING_DIR = REPO / "bench" / "ping"
 
+
 @pytest.fixture(scope="session")
 def key():
     return generate_signing_key()

@@ -225,7 +225,7 @@ class _Decoder:
             raise self.fail(f"declared length {n} is longer than the remaining input")
         return n
 
-    def value(self, depth: int) -> Any:  # noqa: C901, PLR0911, PLR0912
+    def value(self, depth: int) -> Any:
         data = self.data
         pos = self.pos
         if pos >= len(data):

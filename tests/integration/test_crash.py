@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import build, load_hello_host, write_app
 
+from conftest import build, load_hello_host, write_app
 from enklave.errors import EnclaveLost
 from enklave.host import Enclave
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from _raw import ECALL, ERROR, RETURN, RawEnclave, frame
 
+from conftest import PING_DIR, build
 from enklave._encoding import dumps
 
 SEED = 0x5EC0DE
@@ -75,8 +76,9 @@ def _mutate(rng: random.Random, body: bytes) -> bytes:
             del b[i : i + rng.randint(1, 4)]
         else:  # byte overwrite with a CBOR-significant value
             if b:
-                b[rng.randrange(len(b))] = rng.choice([0x00, 0x18, 0x1F, 0x5F, 0x7F, 0x9F,
-                                                       0xBF, 0xF6, 0xFF, 0xC0, 0x1B])
+                b[rng.randrange(len(b))] = rng.choice(
+                    [0x00, 0x18, 0x1F, 0x5F, 0x7F, 0x9F, 0xBF, 0xF6, 0xFF, 0xC0, 0x1B]
+                )
     return bytes(b)
 
 
@@ -85,8 +87,15 @@ def _wrong_shape(rng: random.Random) -> bytes:
     choice = rng.randrange(6)
     cid = _cid(rng)
     if choice == 0:  # right shape, wrong argument types / counts
-        return dumps([1, ECALL, cid, rng.choice(["ping", "echo"]),
-                      [_value(rng) for _ in range(rng.randint(0, 3))]])
+        return dumps(
+            [
+                1,
+                ECALL,
+                cid,
+                rng.choice(["ping", "echo"]),
+                [_value(rng) for _ in range(rng.randint(0, 3))],
+            ]
+        )
     if choice == 1:  # unknown names
         return dumps([1, ECALL, cid, rng.choice(_NAMES), [rng.randbytes(3)]])
     if choice == 2:  # any kind, including ones the host may not send
@@ -193,12 +202,15 @@ def _bad_stream(rng: random.Random) -> tuple[bytes, int]:
     return head + size.to_bytes(4, "big") + rng.randbytes(rng.randint(0, 256)), n_good
 
 
-def test_fuzz_oversized_length_prefix_closes_channel(ping_bundle, sim_home):
+def test_fuzz_oversized_length_prefix_closes_channel(key, tmp_path, sim_home):
     rng = random.Random(SEED + 1)
     start = time.monotonic()
     done = 0
     while done < BAD_STREAMS:
         group = min(PARALLEL_STARTS, BAD_STREAMS - done)
+        # rebuilt per group (20 ms): the bundle measures enklave's runtime files, which may
+        # be edited while this long test runs in a working tree
+        ping_bundle = build(PING_DIR, key, tmp_path / "ping.bundle")
         raws = [RawEnclave(ping_bundle, sim_home, wait=False) for _ in range(group)]
         try:
             for raw in raws:

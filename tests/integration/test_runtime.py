@@ -98,7 +98,7 @@ def _shout(text: str) -> str:
 @pytest.fixture
 def app_bundle(tmp_path, key) -> Path:
     d = tmp_path / "rt"
-    app = write_app(d / "app", APP, "memory_mb = 256\nallowed_env = [\"TESTVAR_OK\"]\n")
+    app = write_app(d / "app", APP, 'memory_mb = 256\nallowed_env = ["TESTVAR_OK"]\n')
     return build(app, key, d / "app.bundle")
 
 
@@ -246,9 +246,10 @@ def test_reproducible_build(tmp_path, key):
     ba, bb = build_app(a, key), build_app(b, key)
     assert ba.to_bytes() == bb.to_bytes()
     assert ba.mrenclave == bb.mrenclave
-    assert build(a, key, tmp_path / "a.bundle").read_bytes() == build(
-        b, key, tmp_path / "b.bundle"
-    ).read_bytes()
+    assert (
+        build(a, key, tmp_path / "a.bundle").read_bytes()
+        == build(b, key, tmp_path / "b.bundle").read_bytes()
+    )
 
 
 def test_sealed_data_survives_restart(hello_bundle, open_hello, tmp_path, sim_home):

@@ -22,6 +22,7 @@ This package never imports the host side, the CLI, web frameworks or HTTP client
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from .._interface import MaxLen, Range
@@ -76,6 +77,19 @@ def _seal_identity() -> _sealing.SealIdentity:
     )
 
 
+def _seal_secret() -> bytes:
+    """The platform seal secret, separated for debug enclaves.
+
+    As SGX folds the DEBUG attribute into seal-key derivation, a debug build (whose
+    memory can be inspected) must never derive a production enclave's seal keys, even
+    with the same signer and product id.
+    """
+    ctx = _current()
+    if ctx.identity.debug:
+        return hashlib.sha256(b"enklave-debug-seal-secret\x00" + ctx.platform_secret).digest()
+    return ctx.platform_secret
+
+
 def seal(data: bytes, *, policy: Literal["unique", "product"], aad: bytes = b"") -> bytes:
     """Encrypt ``data`` so that only this enclave (``unique``) or this product (``product``,
     same MRSIGNER and product id, equal or newer SVN) can unseal it on this platform.
@@ -87,7 +101,7 @@ def seal(data: bytes, *, policy: Literal["unique", "product"], aad: bytes = b"")
         SealError: data too large or an unknown policy.
     """
     return _sealing.seal(
-        _current().platform_secret, _seal_identity(), data, policy=policy, aad=aad
+        _seal_secret(), _seal_identity(), data, policy=policy, aad=aad
     )
 
 
@@ -98,4 +112,4 @@ def unseal(blob: bytes, *, aad: bytes = b"") -> bytes:
         SealError: tampered blob, wrong ``aad``, sealed by another enclave / signer /
             product, or by a newer SVN than this enclave's (rollback refused).
     """
-    return _sealing.unseal(_current().platform_secret, _seal_identity(), blob, aad=aad)
+    return _sealing.unseal(_seal_secret(), _seal_identity(), blob, aad=aad)

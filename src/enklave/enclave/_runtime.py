@@ -57,7 +57,9 @@ class Runtime:
         self._max_threads = max_threads
         self._local = threading.local()
         self._executing = 0  # ECALLs running now (GIL users besides the reader)
-        endpoint.spin_gate = self._may_spin
+        # The enclave never polls: with both ends polling, latency became bimodal
+        # (30-450 us) on the 2-vCPU test VM; see docs/benchmarks.md.
+        endpoint.spin_gate = _never
         self.mux = Mux(
             endpoint,
             route=_route,
@@ -66,10 +68,6 @@ class Runtime:
             on_unroutable=self._answer_unroutable,
         )
         self.mux.register(None)
-
-    def _may_spin(self) -> bool:
-        mine = 1 if getattr(self._local, "cid", None) is not None else 0
-        return self._executing <= mine
 
     def set_ecalls(self, ecalls: dict[str, Callable[..., Any]]) -> None:
         """Install the app's ECALL functions (after the app module was imported)."""
@@ -161,6 +159,10 @@ class Runtime:
                 f"OCALL {name!r} returned a value that violates its declared type ({exc}); "
                 "the host is buggy or lying, so the result was discarded"
             ) from exc
+
+
+def _never() -> bool:
+    return False
 
 
 def _route(msg: Message) -> Any:
