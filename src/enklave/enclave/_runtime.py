@@ -124,7 +124,10 @@ class Runtime:
         except EnklaveError:
             # the error itself could not be encoded (should not happen): send a plain one
             plain = error_record(type(exc).__name__, "unencodable error", code)
-            self.mux.send([VERSION, ERROR, cid, plain, None])
+            try:
+                self.mux.send([VERSION, ERROR, cid, plain, None])
+            except EnklaveError:
+                pass  # channel gone: the worker loop notices on its next wait
 
     def _answer_bad(self, exc: EnklaveError, cid: int) -> None:
         self._reply_error(cid, exc)
