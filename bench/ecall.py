@@ -79,11 +79,12 @@ _CHUNK = 256 * 1024
 # The raw peer: read a length-prefixed frame (buffered recv_into); if it is the ping
 # request, answer the precomputed ping reply frame, otherwise echo the frame back.
 ECHO_SRC = r"""
-import socket, sys
+import socket, sys, time
 
 fd = int(sys.argv[1])
 PING_REQ = bytes.fromhex(sys.argv[2])
 PING_REP = bytes.fromhex(sys.argv[3])
+SPIN_NS = int(sys.argv[4]) * 1000
 sock = socket.socket(fileno=fd)
 buf = bytearray(256 * 1024)
 view = memoryview(buf)
@@ -102,7 +103,16 @@ def fill(need):
         buf[: len(unread)] = unread
         off, end = 0, len(unread)
     while end - off < need:
-        n = sock.recv_into(view[end:])
+        n = None
+        deadline = time.perf_counter_ns() + SPIN_NS
+        while SPIN_NS and time.perf_counter_ns() < deadline:
+            try:
+                n = sock.recv_into(view[end:], 0, socket.MSG_DONTWAIT)
+                break
+            except BlockingIOError:
+                pass
+        if n is None:
+            n = sock.recv_into(view[end:])
         if not n:
             raise EOFError
         end += n
@@ -139,13 +149,22 @@ def framed(body: bytes) -> bytes:
 class RawPeer:
     """The baseline: a ``python -I`` child on a socketpair that answers each frame."""
 
-    def __init__(self, ping_req_body: bytes, ping_rep_frame: bytes) -> None:
+    def __init__(
+        self,
+        ping_req_body: bytes,
+        ping_rep_frame: bytes,
+        *,
+        spin_us: int = 0,
+        peer_spin_us: int = 0,
+    ) -> None:
+        """``spin_us``/``peer_spin_us``: poll this long before blocking (0: plain blocking)."""
+        self.spin_ns = spin_us * 1000
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.proc = subprocess.Popen(
                 [
                     sys.executable, "-I", "-c", ECHO_SRC, str(child.fileno()),
-                    ping_req_body.hex(), ping_rep_frame.hex(),
+                    ping_req_body.hex(), ping_rep_frame.hex(), str(peer_spin_us),
                 ],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -172,10 +191,20 @@ class RawPeer:
             self._buf[: len(unread)] = unread
             self._off, self._end = 0, len(unread)
         while self._end - self._off < need:
-            n = self.sock.recv_into(self._view[self._end :])
+            n = self._recv_some()
             if not n:
                 raise ConnectionError("raw peer closed the socket")
             self._end += n
+
+    def _recv_some(self) -> int:
+        view = self._view[self._end :]
+        deadline = time.perf_counter_ns() + self.spin_ns
+        while self.spin_ns and time.perf_counter_ns() < deadline:
+            try:
+                return self.sock.recv_into(view, 0, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+        return self.sock.recv_into(view)
 
     def recv_body(self) -> bytes:
         if self._end - self._off < 4:
@@ -341,6 +370,16 @@ def main(argv: list[str] | None = None) -> int:
 
                 log(f"latency: {rounds} rounds x {block} calls per side")
                 raw, ours = interleave(raw_ping, ping, warmup=warmup, rounds=rounds, block=block)
+                # a second baseline that polls like we do (host 200 us, peer 50 us)
+                log("latency against a polling raw peer")
+                poll_peer = RawPeer(ping_req, ping_rep, spin_us=200, peer_spin_us=50)
+                try:
+                    rawp, oursp = interleave(
+                        lambda: poll_peer.call(ping_frame), ping,
+                        warmup=warmup, rounds=rounds, block=block,
+                    )  # fmt: skip
+                finally:
+                    poll_peer.close()
                 log(f"1 MiB echo: {mib_rounds} rounds x {mib_block} calls per side")
                 mraw, mours = interleave(
                     raw_echo, ours_echo, warmup=mib_warmup, rounds=mib_rounds, block=mib_block
@@ -377,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
         "ours_p99_us": round(ours_p99 / 1e3, 2),
         "ratio_p50": round(ours_p50 / raw_p50, 2),
         "ratio_p99": round(ours_p99 / raw_p99, 2),
+        "polling_raw_p50_us": round(pct(rawp.lat, 50) / 1e3, 2),
+        "polling_ours_p50_us": round(pct(oursp.lat, 50) / 1e3, 2),
+        "ratio_p50_vs_polling_raw": round(pct(oursp.lat, 50) / pct(rawp.lat, 50), 2),
+        "ratio_p99_vs_polling_raw": round(pct(oursp.lat, 99) / pct(rawp.lat, 99), 2),
         "raw_calls_per_s": round(raw.calls * 1e9 / raw.wall_ns),
         "ours_calls_per_s": round(ours.calls * 1e9 / ours.wall_ns),
         "mib_raw_mb_s": round(mib_s(mraw), 1),
