@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from enklave.package import _measure, build_app, generate_signing_key, write_bundle
+from enklave.package import build_app, generate_signing_key, write_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 HELLO_DIR = REPO / "examples" / "hello"
@@ -68,9 +68,6 @@ def make_app(tmp_path: Path) -> Callable[..., Path]:
 
 def build(app_dir: Path, key, out: Path) -> Path:
     """Build and sign ``app_dir`` into the bundle file ``out``; return ``out``."""
-    # runtime_files() is cached per process; re-measure so a runtime edited while the
-    # test session runs (other work in progress) does not give stale bundles
-    _measure._runtime_cache = None
     write_bundle(build_app(app_dir, key), out)
     return out
 

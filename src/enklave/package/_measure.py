@@ -52,7 +52,6 @@ TRUSTED_RUNTIME: tuple[str, ...] = (
     "package/",
 )
 _LOG_TAG = "enklave-mrenclave-v1"
-_runtime_cache: list[FileEntry] | None = None
 
 
 def file_entry(path: str, data: bytes) -> FileEntry:
@@ -61,21 +60,22 @@ def file_entry(path: str, data: bytes) -> FileEntry:
 
 
 def runtime_files() -> list[FileEntry]:
-    """Log entries for this installation's trusted-runtime files (cached per process)."""
-    global _runtime_cache
-    if _runtime_cache is None:
-        root = resources.files("enklave")
-        entries: list[FileEntry] = []
-        for part in TRUSTED_RUNTIME:
-            node = root.joinpath(part.rstrip("/"))
-            if part.endswith("/"):
-                names = sorted(n.name for n in node.iterdir() if n.name.endswith(".py"))
-                paths = [(f"enklave/{part}{name}", node.joinpath(name)) for name in names]
-            else:
-                paths = [(f"enklave/{part}", node)]
-            entries.extend(file_entry(rel, p.read_bytes()) for rel, p in paths)
-        _runtime_cache = sorted(entries)
-    return list(_runtime_cache)
+    """Log entries for this installation's trusted-runtime files.
+
+    Read afresh on every call (about a millisecond; once per build or load), so a
+    long-lived build process never measures a stale runtime.
+    """
+    root = resources.files("enklave")
+    entries: list[FileEntry] = []
+    for part in TRUSTED_RUNTIME:
+        node = root.joinpath(part.rstrip("/"))
+        if part.endswith("/"):
+            names = sorted(n.name for n in node.iterdir() if n.name.endswith(".py"))
+            paths = [(f"enklave/{part}{name}", node.joinpath(name)) for name in names]
+        else:
+            paths = [(f"enklave/{part}", node)]
+        entries.extend(file_entry(rel, p.read_bytes()) for rel, p in paths)
+    return sorted(entries)
 
 
 def measurement_log(
