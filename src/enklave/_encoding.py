@@ -171,11 +171,6 @@ def frame(obj: Any, *, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
     return _FRAME_LEN.pack(len(body)) + body
 
 
-def frame_length(header: bytes | bytearray | memoryview) -> int:
-    """Return the body length announced by a 4-byte frame header."""
-    return int(_FRAME_LEN.unpack(header)[0])
-
-
 class _Decoder:
     __slots__ = ("data", "pos")
 

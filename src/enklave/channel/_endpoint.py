@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._encoding import DEFAULT_MAX_DEPTH, FRAME_HEADER, dumps, loads
+from .._encoding import DEFAULT_MAX_DEPTH, FRAME_HEADER, frame, loads
 from ..errors import EncodingError, FrameError
 
 __all__ = ["ChannelClosed", "Endpoint"]
@@ -63,9 +63,6 @@ class Endpoint:
         self._end = 0
         self.closed = False
 
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
     def send(self, message: Any) -> None:
         """Encode and send one message.
 
@@ -74,13 +71,7 @@ class Endpoint:
             EncodingError: the message holds a type CBOR here does not allow.
             ChannelClosed: the peer is gone.
         """
-        body = dumps(message)
-        if len(body) > self.max_frame:
-            raise FrameError(
-                f"message of {len(body)} bytes exceeds the {self.max_frame}-byte frame limit; "
-                "send smaller values or raise the limit"
-            )
-        self.send_raw(len(body).to_bytes(FRAME_HEADER, "big") + body)
+        self.send_raw(frame(message, max_size=self.max_frame))
 
     def send_raw(self, data: bytes) -> None:
         """Send bytes as they are (already framed). Raises ChannelClosed if the peer is gone."""

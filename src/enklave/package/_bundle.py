@@ -17,7 +17,6 @@ runtime file differs); the loader measures its own runtime files, never these en
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
@@ -152,6 +151,3 @@ def manifest_for(files: list[tuple[str, bytes]]) -> list[FileEntry]:
     """The measured log entries for a list of (path, contents)."""
     return [file_entry(p, d) for p, d in files]
 
-
-def sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
