@@ -9,6 +9,12 @@ next. Foreign exceptions are translated where they enter enklave and chained wit
 from __future__ import annotations
 
 __all__ = [
+    "AttestationError",
+    "CollateralError",
+    "CollateralExpired",
+    "PolicyError",
+    "QuoteFormatError",
+    "VerificationError",
     "BoundsError",
     "BundleError",
     "ConfigError",
@@ -168,3 +174,45 @@ class NotInEnclaveError(EnklaveError):
     """A trusted-side API was called outside a running enclave."""
 
     code = "not_in_enclave"
+
+
+class AttestationError(EnklaveError):
+    """Base for remote-attestation failures (quotes, collateral, verification, policy)."""
+
+    code = "attestation"
+
+
+class QuoteFormatError(AttestationError):
+    """Bytes are not a well-formed SGX/TDX DCAP quote (or a part of one, or a PCK extension)."""
+
+    code = "quote_format"
+
+
+class CollateralError(AttestationError):
+    """Collateral (TCB Info, QE Identity, CRLs, issuer chains) is malformed, of the wrong kind,
+    or cannot be fetched; fetch fresh collateral for this quote's FMSPC and TEE type."""
+
+    code = "collateral"
+
+
+class CollateralExpired(CollateralError):
+    """A certificate, CRL, TCB Info or QE Identity is expired or not yet valid at ``now``;
+    fetch fresh collateral or check the clock."""
+
+    code = "collateral_expired"
+
+
+class VerificationError(AttestationError):
+    """A DCAP check failed; ``code`` names the check (e.g. ``invalid_quote_signature``)."""
+
+    code = "verification"
+
+
+class PolicyError(AttestationError):
+    """The evidence verified but the policy refused it; ``check`` names the policy check."""
+
+    code = "policy"
+
+    def __init__(self, message: str, *, check: str = "policy", code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.check = check
