@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, TypedDict
 
-from enklave.enclave import EnclaveApp, MaxLen, identity, seal, unseal
+from enklave.enclave import EnclaveApp, MaxLen, evidence, identity, seal, unseal
 
 app = EnclaveApp("hello")
 
@@ -69,3 +69,10 @@ def whoami() -> WhoAmI:
         "debug": me.debug,
         "simulated": me.simulated,
     }
+
+
+@app.ecall
+def attest(nonce: Annotated[bytes, MaxLen(64)]) -> Annotated[bytes, MaxLen(65536)]:
+    """Evidence (a DCAP quote) whose claims carry the verifier's nonce and a greeting."""
+    claims = b"hello-claims/1\nnonce=" + nonce.hex().encode() + b"\nmotto=trust, but verify"
+    return evidence(claims).to_bytes()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import EnklaveError
+from . import _attest
 from ._commands import (
     cmd_build,
     cmd_genkey,
@@ -30,7 +31,7 @@ Handler = Callable[[argparse.Namespace], int]
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="enklave",
-        description="Build, sign, inspect and run Python enclave apps "
+        description="Build, sign, inspect, run and attest Python enclave apps "
         "(simulation backend: no hardware protection).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -63,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("signerid", help="print the MRSIGNER (hex) of a bundle or a key file")
     s.add_argument("source", type=Path, help="a bundle, or a PEM public/private key")
     s.set_defaults(func=cmd_signerid)
+
+    _attest.register(sub)
     return p
 
 

@@ -27,19 +27,22 @@ from typing import Literal
 
 from .._interface import MaxLen, Range
 from ..errors import NotInEnclaveError, OcallError, SealError
+from ..models.evidence import Evidence
 from ..models.identity import Identity
-from . import _sealing
+from . import _evidence, _sealing
 from ._app import EnclaveApp
 from ._context import current as _current
 
 __all__ = [
     "EnclaveApp",
+    "Evidence",
     "Identity",
     "MaxLen",
     "NotInEnclaveError",
     "OcallError",
     "Range",
     "SealError",
+    "evidence",
     "identity",
     "is_simulated",
     "measured_file",
@@ -56,6 +59,29 @@ def identity() -> Identity:
 def is_simulated() -> bool:
     """True when no hardware protects this enclave (simulation backend)."""
     return _current().identity.simulated
+
+
+def evidence(claims: bytes = b"", *, quote_version: int = 3) -> Evidence:
+    """Evidence that this enclave is running: a DCAP quote binding ``claims``.
+
+    The quote's report data is SHA-256(``claims``) followed by 32 zero bytes, so a
+    verifier that is given the claims knows they came from this enclave (put a
+    verifier's nonce or a public key in them). In simulation the quote is signed by the
+    simulated platform (``enklave sim init``; created on first use) and verifies only
+    under the simulation trust anchor.
+
+    Args:
+        claims: bytes to bind (at most 64 KiB).
+        quote_version: 3 (default) or 4 (SGX quote with nested certification data).
+
+    Raises:
+        NotInEnclaveError: called outside a running enclave.
+        PlatformError: the simulated platform is unusable.
+    """
+    ctx = _current()
+    return _evidence.make_evidence(
+        ctx.identity, ctx.sim_home, claims, quote_version=quote_version
+    )
 
 
 def measured_file(path: str) -> bytes:

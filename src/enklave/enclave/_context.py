@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import NotInEnclaveError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..models.identity import Identity
 
 __all__ = ["EnclaveContext", "current", "install"]
@@ -16,6 +18,7 @@ class EnclaveContext(Protocol):
     identity: Identity
     platform_secret: bytes
     files: dict[str, bytes]
+    sim_home: Path
 
     def ocall(self, name: str, args: list[Any]) -> Any: ...
 

@@ -93,6 +93,7 @@ def _load(args: argparse.Namespace, endpoint: Endpoint) -> Runtime:
         platform_secret=secret,
         files=files,
         max_threads=bundle.config.max_threads,
+        sim_home=Path(args.sim_home),
     )
     _context.install(runtime)
     app = _import_app(bundle, files)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -50,10 +51,12 @@ class Runtime:
         platform_secret: bytes,
         files: dict[str, bytes],
         max_threads: int,
+        sim_home: Path | None = None,
     ) -> None:
         self.identity = identity
         self.platform_secret = platform_secret
         self.files = files
+        self.sim_home = sim_home if sim_home is not None else Path(".")
         self._interface = interface
         self._ecalls = ecalls
         self._max_threads = max_threads

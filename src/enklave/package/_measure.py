@@ -46,6 +46,8 @@ TRUSTED_RUNTIME: tuple[str, ...] = (
     "_encoding.py",
     "_interface.py",
     "_simplatform.py",
+    "backends/__init__.py",
+    "backends/simulation/",
     "channel/",
     "enclave/",
     "models/",
