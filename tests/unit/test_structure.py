@@ -13,7 +13,8 @@ from enklave.package._measure import TRUSTED_RUNTIME, runtime_files
 
 def test_enclave_process_imports_only_measured_enklave_modules() -> None:
     code = (
-        "import sys, enklave.enclave._main, enklave.enclave\n"
+        "import sys, enklave.enclave._main, enklave.enclave, enklave.enclave._evidence\n"
+        "import enklave.backends.simulation  # what evidence() loads in the enclave\n"
         "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('enklave'))))"
     )
     out = subprocess.run(
@@ -30,8 +31,9 @@ def test_enclave_process_imports_only_measured_enklave_modules() -> None:
 
 def test_trusted_side_never_imports_host_cli_or_http() -> None:
     code = (
-        "import sys, enklave.enclave._main\n"
+        "import sys, enklave.enclave._main, enklave.backends.simulation\n"
         "bad = [m for m in sys.modules if m.startswith(('enklave.host', 'enklave.cli', "
+        "'enklave.collateral', 'enklave.verify', 'http.', 'urllib.request', "
         "'httpx', 'requests', 'flask', 'fastapi', 'pickle'))]\n"
         "print(bad)"
     )
@@ -51,7 +53,8 @@ def test_runtime_file_list_is_stable_and_covers_the_parts() -> None:
 
 @pytest.mark.parametrize(
     "name", ["enklave.enclave", "enklave.host", "enklave.package", "enklave.channel",
-             "enklave.models", "enklave.errors"]
+             "enklave.models", "enklave.errors", "enklave.verify", "enklave.collateral",
+             "enklave.backends.simulation"]
 )
 def test_all_matches_exports(name: str) -> None:
     module = importlib.import_module(name)
