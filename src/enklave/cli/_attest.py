@@ -15,7 +15,8 @@ from typing import Any
 
 from ..errors import CollateralError, EnklaveError, QuoteFormatError
 from ..models.evidence import load_evidence
-from ..models.quote import parse_quote
+from ..models.pck import parse_pck_extension
+from ..models.quote import CertificationData, parse_quote
 
 __all__ = [
     "cmd_quote_inspect",
@@ -220,17 +221,52 @@ def _read(path: Path) -> bytes:
 
 def _plain(value: Any) -> Any:
     """Dataclasses to dicts, bytes to hex, recursively (for printing)."""
+    if isinstance(value, CertificationData):
+        return _certification(value)
     if is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: _plain(getattr(value, f.name))
             for f in fields(value)
-            if f.name not in ("raw", "signed_region")
+            if f.name not in ("raw", "signed_region") and not f.name.startswith("_")
         }
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     return value
+
+
+def _certification(cert: CertificationData) -> dict[str, Any]:
+    """Certification data for display: its type, and the PCK chain's certificates."""
+    from cryptography import x509
+
+    out: dict[str, Any] = {"cert_type": cert.cert_type, "size": len(cert.data)}
+    if cert.cert_type not in (4, 5):
+        out["data"] = cert.data.hex()
+        return out
+    try:
+        ders = cert.pck_chain_der()
+        certs = [x509.load_der_x509_certificate(der) for der in ders]
+    except (QuoteFormatError, ValueError) as exc:
+        out["chain_error"] = str(exc)
+        return out
+    out["certificates"] = {
+        str(i): {
+            "subject": c.subject.rfc4514_string(),
+            "issuer": c.issuer.rfc4514_string(),
+            "serial": format(c.serial_number, "x"),
+            "not_before": c.not_valid_before_utc.isoformat(),
+            "not_after": c.not_valid_after_utc.isoformat(),
+        }
+        for i, c in enumerate(certs)
+    }
+    for c in certs:
+        if "PCK Certificate" in c.subject.rfc4514_string():
+            try:
+                out["pck_extension"] = _plain(parse_pck_extension(c))
+            except QuoteFormatError as exc:
+                out["pck_extension_error"] = str(exc)
+    return out
 
 
 def _lines(tree: Any, prefix: str) -> list[str]:
