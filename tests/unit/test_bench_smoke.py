@@ -41,3 +41,20 @@ def test_bench_ecall_quick(tmp_path: Path) -> None:
     assert KEYS <= set(result), KEYS - set(result)
     assert result["bench"] == "ecall"
     assert set(result["threads"]) == {"1", "2", "4"}
+
+
+def test_bench_verify_quick(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "verify.py"), "--rounds", "1", "--seconds", "0.02"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    result = json.loads(lines[0])
+    assert result["bench"] == "verify"
+    if "skipped" not in result:
+        assert {"ours_warm_qps", "ours_cold_qps", "dcap_qvl_qps", "ratio_warm"} <= set(result)
