@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import EnklaveError
-from . import _attest
+from . import _attest, _collateral
 from ._commands import (
     cmd_build,
     cmd_genkey,
@@ -65,7 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("source", type=Path, help="a bundle, or a PEM public/private key")
     s.set_defaults(func=cmd_signerid)
 
-    _attest.register(sub)
+    sim_sub = _attest.register(sub)
+    _collateral.add_sim_pccs(sim_sub)
+    _collateral.register(sub)
     return p
 
 

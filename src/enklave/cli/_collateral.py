@@ -33,16 +33,22 @@ def register(sub: Any) -> None:
     s.add_argument("--fmspc", required=True, help="platform FMSPC, 12 hex digits")
     s.add_argument("--tdx", action="store_true", help="TDX collateral (default: SGX)")
     s.add_argument(
-        "--ca", choices=("processor", "platform"), default="processor",
+        "--ca",
+        choices=("processor", "platform"),
+        default="processor",
         help="PCK CA whose CRL to fetch (the PCK certificate's issuer; default: processor)",
     )
     s.add_argument(
-        "--pccs", default=INTEL_PCS_URL, metavar="URL",
+        "--pccs",
+        default=INTEL_PCS_URL,
+        metavar="URL",
         help=f"PCS/PCCS/THIM root URL (default: {INTEL_PCS_URL}); http:// only for localhost",
     )
     s.add_argument("-o", "--out", type=Path, required=True, help="collateral JSON to write")
     s.add_argument(
-        "--cache", type=Path, metavar="DIR",
+        "--cache",
+        type=Path,
+        metavar="DIR",
         help="cache directory (default: $XDG_CACHE_HOME/enklave/collateral)",
     )
     s.add_argument("--no-cache", action="store_true", help="always fetch, do not cache")

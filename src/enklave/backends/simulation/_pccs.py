@@ -195,7 +195,7 @@ def create_pccs_server(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    root_crl_encoding: str = "der",
+    root_crl_encoding: str = "hex",
 ) -> PccsServer:
     """Bind (but do not start) a fake PCCS for ``platform``.
 
@@ -203,8 +203,8 @@ def create_pccs_server(
         platform: the simulated platform whose collateral is served.
         host: address to bind; keep the loopback default (plain HTTP, simulated data).
         port: TCP port; 0 picks a free one (read it from ``server.server_address``).
-        root_crl_encoding: body form of ``/rootcacrl``: ``"der"``, ``"pem"`` or ``"hex"``
-            (PCCS versions differ; clients should take all three).
+        root_crl_encoding: body form of ``/rootcacrl``: ``"hex"`` (default: what Intel's
+            PCCS sends and PCCS clients such as dcap-qvl expect), ``"der"`` or ``"pem"``.
 
     Returns:
         The server; run it with ``serve_forever()`` (e.g. in a thread), stop it with
