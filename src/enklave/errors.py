@@ -10,13 +10,10 @@ from __future__ import annotations
 
 __all__ = [
     "AttestationError",
-    "CollateralError",
-    "CollateralExpired",
-    "PolicyError",
-    "QuoteFormatError",
-    "VerificationError",
     "BoundsError",
     "BundleError",
+    "CollateralError",
+    "CollateralExpired",
     "ConfigError",
     "EnclaveCallError",
     "EnclaveClosed",
@@ -29,9 +26,12 @@ __all__ = [
     "NotInEnclaveError",
     "OcallError",
     "PlatformError",
+    "PolicyError",
     "ProtocolError",
+    "QuoteFormatError",
     "SealError",
     "SigningError",
+    "VerificationError",
 ]
 
 

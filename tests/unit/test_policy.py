@@ -31,17 +31,33 @@ MRE = bytes(range(32))
 MRS = bytes(range(32, 64))
 
 
-def result(*, debug=False, simulated=False, status="UpToDate", advisories=(), svn=2, prod=1,
-           mrenclave=MRE, td=False):
+def result(
+    *,
+    debug=False,
+    simulated=False,
+    status="UpToDate",
+    advisories=(),
+    svn=2,
+    prod=1,
+    mrenclave=MRE,
+    td=False,
+):
     if td:
-        body = TdReportBody.build(mr_td=b"\x11" * 48, td_attributes=bytes([1 if debug else 0]) + bytes(7))
+        body = TdReportBody.build(
+            mr_td=b"\x11" * 48, td_attributes=bytes([1 if debug else 0]) + bytes(7)
+        )
     else:
         body = SgxReportBody.build(
-            mrenclave=mrenclave, mrsigner=MRS, isv_prod_id=prod, isv_svn=svn,
+            mrenclave=mrenclave,
+            mrsigner=MRS,
+            isv_prod_id=prod,
+            isv_svn=svn,
             attributes=bytes([0x07 if debug else 0x05]) + bytes(15),
         )
     return SimpleNamespace(
-        quote=SimpleNamespace(body=body), simulated=simulated, status=status,
+        quote=SimpleNamespace(body=body),
+        simulated=simulated,
+        status=status,
         advisory_ids=tuple(advisories),
     )
 
@@ -69,9 +85,15 @@ def test_rejects_simulated_evidence_by_default():
     default_policy(allow_simulated=True).check(result(simulated=True))
 
 
-@pytest.mark.parametrize("status", ["OutOfDate", "ConfigurationNeeded",
-                                    "ConfigurationAndSWHardeningNeeded",
-                                    "OutOfDateConfigurationNeeded"])
+@pytest.mark.parametrize(
+    "status",
+    [
+        "OutOfDate",
+        "ConfigurationNeeded",
+        "ConfigurationAndSWHardeningNeeded",
+        "OutOfDateConfigurationNeeded",
+    ],
+)
 def test_rejects_outdated_tcb_by_default(status):
     with pytest.raises(PolicyError) as err:
         default_policy().check(result(status=status))
@@ -86,10 +108,14 @@ def test_sw_hardening_needed_is_accepted_by_default():
 def test_rejects_named_advisory_and_unlisted_advisory():
     r = result(status="SWHardeningNeeded", advisories=["INTEL-SA-00615", "INTEL-SA-00289"])
     with pytest.raises(PolicyError) as err:
-        TcbAccepted(statuses=("SWHardeningNeeded",), rejected_advisories=("INTEL-SA-00289",)).check(r)
+        TcbAccepted(statuses=("SWHardeningNeeded",), rejected_advisories=("INTEL-SA-00289",)).check(
+            r
+        )
     assert err.value.check == "advisories"
     with pytest.raises(PolicyError):
-        TcbAccepted(statuses=("SWHardeningNeeded",), accepted_advisories=("INTEL-SA-00615",)).check(r)
+        TcbAccepted(statuses=("SWHardeningNeeded",), accepted_advisories=("INTEL-SA-00615",)).check(
+            r
+        )
 
 
 def test_rejects_other_measurement():
@@ -123,7 +149,9 @@ def test_all_of_and_any_of():
 
 def test_unsafe_opt_out_is_named_and_logs(caplog):
     with caplog.at_level(logging.WARNING, logger="enklave.verify"):
-        UnsafeAcceptAnything("lab test").check(result(debug=True, simulated=True, status="OutOfDate"))
+        UnsafeAcceptAnything("lab test").check(
+            result(debug=True, simulated=True, status="OutOfDate")
+        )
     assert "UnsafeAcceptAnything" in caplog.text
 
 
@@ -141,8 +169,9 @@ def test_policy_document_toml_and_json_agree():
 
 
 def test_policy_document_any_of_keeps_safety_defaults():
-    policy = parse_policy(f'[[any_of]]\nmrenclave = "{bytes(32).hex()}"\n'
-                          f'[[any_of]]\nmrenclave = "{MRE.hex()}"\n')
+    policy = parse_policy(
+        f'[[any_of]]\nmrenclave = "{bytes(32).hex()}"\n[[any_of]]\nmrenclave = "{MRE.hex()}"\n'
+    )
     policy.check(result())
     with pytest.raises(PolicyError):
         policy.check(result(debug=True))
@@ -153,14 +182,23 @@ def test_policy_document_any_of_keeps_safety_defaults():
 def test_policy_document_unsafe_needs_reason():
     assert isinstance(parse_policy('unsafe_accept_anything = "demo"'), UnsafeAcceptAnything)
     with pytest.raises(PolicyError):
-        parse_policy('unsafe_accept_anything = true')
+        parse_policy("unsafe_accept_anything = true")
 
 
-@pytest.mark.parametrize("text", [
-    'mrenclave = "zz"', 'product_id = 70000', 'min_svn = "1"', 'allow_debug = 1',
-    'accepted_tcb_statuses = ["Fine"]', 'colour = "blue"', 'any_of = []', "not toml [",
-    'product_id = 1',  # product id without a signer
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'mrenclave = "zz"',
+        "product_id = 70000",
+        'min_svn = "1"',
+        "allow_debug = 1",
+        'accepted_tcb_statuses = ["Fine"]',
+        'colour = "blue"',
+        "any_of = []",
+        "not toml [",
+        "product_id = 1",  # product id without a signer
+    ],
+)
 def test_bad_policy_documents_name_the_problem(text):
     with pytest.raises(PolicyError) as err:
         parse_policy(text)

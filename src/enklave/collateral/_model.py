@@ -61,6 +61,13 @@ class Collateral:
             value = getattr(self, name)
             if not isinstance(value, str) or not value or len(value) > _MAX_FIELD:
                 raise CollateralError(f"collateral field {name} must be non-empty text")
+            try:
+                value.encode("utf-8")  # signatures are checked over the UTF-8 bytes
+            except UnicodeEncodeError as exc:
+                raise CollateralError(
+                    f"collateral field {name} is not valid Unicode (a lone surrogate at "
+                    f"{exc.start}); fetch the collateral again"
+                ) from exc
         for name in ("root_ca_crl", "pck_crl"):
             value = getattr(self, name)
             if not isinstance(value, bytes) or not value.startswith(b"\x30"):

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,7 @@ MODULE_TCB_STATUSES: tuple[str, ...] = ("UpToDate", "OutOfDate", "Revoked")
 """The statuses Intel QVL accepts on a TDX module identity's TCB levels."""
 
 MAX_JSON_TEXT = 4 * 1024 * 1024
+_HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")  # bytes.fromhex alone would skip whitespace
 _QE_IDS = ("QE", "TD_QE", "QVE")
 
 
@@ -333,12 +335,9 @@ class _Obj:
 
     def hex(self, key: str, size: int) -> bytes:
         value = self.text(key)
-        if len(value) != 2 * size:
-            raise self._bad(key, f"{size} bytes of hex ({2 * size} digits)")
-        try:
-            return bytes.fromhex(value)
-        except ValueError as exc:
-            raise self._bad(key, f"{size} bytes of hex") from exc
+        if len(value) != 2 * size or not _HEX_DIGITS.fullmatch(value):
+            raise self._bad(key, f"{size} bytes of hex ({2 * size} digits, no spaces)")
+        return bytes.fromhex(value)
 
     def datestr(self, key: str) -> str:
         value = self.text(key)

@@ -194,6 +194,21 @@ def _check_anchor(top: x509.Certificate, anchor: x509.Certificate, what: str, co
     _check_link(top, anchor, what, code)
 
 
+def _check_no_stray(
+    members: list[x509.Certificate], path: list[x509.Certificate], anchor: x509.Certificate,
+    what: str, code: str,
+) -> None:  # fmt: skip
+    """Every given certificate is on the path, or a byte-identical copy of the anchor."""
+    anchor_der = _der(anchor)
+    stray = [c for c in members if c not in path and _der(c) != anchor_der]
+    if stray:
+        raise VerificationError(
+            f"{what}: certificate '{common_name(stray[0].subject)}' is not on the path from "
+            f"'{common_name(path[0].subject)}' to the root; the chain is corrupt or padded",
+            code=code,
+        )
+
+
 def build_chain(
     certs: list[x509.Certificate],
     anchor: x509.Certificate,
@@ -205,11 +220,14 @@ def build_chain(
     """Order ``certs`` from leaf to root and verify every link up to ``anchor``.
 
     A chain that stops below the root is completed with the anchor when the anchor issued its
-    top certificate.
+    top certificate. Every given certificate must be on the path (a byte-identical copy of the
+    anchor may be left over): a stray or corrupted one (e.g. a root copy whose subject was
+    altered) is refused rather than skipped.
 
     Raises:
-        VerificationError: ``code`` for a broken link, a non-CA issuer, a missing issuer or an
-            ambiguous leaf; ``untrusted_root`` when the chain ends at another root.
+        VerificationError: ``code`` for a broken link, a non-CA issuer, a missing issuer, an
+            ambiguous leaf or a certificate off the path; ``untrusted_root`` when the chain
+            ends at another root.
     """
     pool: dict[bytes, x509.Certificate] = {}
     for cert in certs:
@@ -231,6 +249,7 @@ def build_chain(
         path.append(issuer)
         cur = issuer
     _check_anchor(cur, anchor, what, code)
+    _check_no_stray(members, path, anchor, what, code)
     path[-1] = anchor
     return VerifiedChain(tuple(path), tuple(_window(c, what) for c in path))
 

@@ -65,7 +65,9 @@ class MeasurementIs:
     def of(cls, *values: bytes | str) -> MeasurementIs:
         raws = [bytes.fromhex(v) if isinstance(v, str) else bytes(v) for v in values]
         if not raws or any(len(r) not in (32, 48) for r in raws):
-            raise PolicyError("measurements are 32 (MRENCLAVE) or 48 (MRTD) bytes", check="mrenclave")
+            raise PolicyError(
+                "measurements are 32 (MRENCLAVE) or 48 (MRTD) bytes", check="mrenclave"
+            )
         return cls(tuple(raws))
 
     def check(self, result: DcapResult) -> None:
@@ -257,4 +259,3 @@ def default_policy(
             raise PolicyError("product_id/min_svn need mrsigner too", check="mrsigner")
         parts.append(SignerIs(_hex32(mrsigner, "mrsigner"), product_id, min_svn))
     return AllOf(tuple(parts))
-

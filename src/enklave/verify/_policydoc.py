@@ -107,8 +107,10 @@ def _build(doc: dict[str, Any], *, depth: int) -> Policy:
     alternatives = doc.get("any_of")
     if alternatives is None:
         return base
-    if type(alternatives) is not list or not alternatives or any(
-        type(a) is not dict for a in alternatives
+    if (
+        type(alternatives) is not list
+        or not alternatives
+        or any(type(a) is not dict for a in alternatives)
     ):
         raise PolicyError("any_of must be a non-empty list of policy tables", check="document")
     options = tuple(_identity_only(a, depth) for a in alternatives)
@@ -117,8 +119,15 @@ def _build(doc: dict[str, Any], *, depth: int) -> Policy:
 
 def _identity_only(doc: dict[str, Any], depth: int) -> Policy:
     """An any_of alternative: its own keys, but the safety defaults stay with the base."""
-    policy = _build({"allow_debug": True, "allow_simulated": True,
-                     "accepted_tcb_statuses": sorted(TCB_STATUSES), **doc}, depth=depth + 1)
+    policy = _build(
+        {
+            "allow_debug": True,
+            "allow_simulated": True,
+            "accepted_tcb_statuses": sorted(TCB_STATUSES),
+            **doc,
+        },
+        depth=depth + 1,
+    )
     return policy
 
 
@@ -143,7 +152,9 @@ def _str_list(doc: dict[str, Any], key: str) -> tuple[str, ...] | None:
     if isinstance(value, str):
         value = [value]
     if type(value) is not list or any(type(v) is not str for v in value):
-        raise PolicyError(f"policy key {key!r} must be a string or list of strings", check="document")
+        raise PolicyError(
+            f"policy key {key!r} must be a string or list of strings", check="document"
+        )
     return tuple(value)
 
 

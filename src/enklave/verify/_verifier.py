@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from ..collateral import Collateral
-from ..errors import VerificationError
+from ..errors import QuoteFormatError, VerificationError
 from ..models.evidence import Evidence, load_evidence, report_data_for
 from ..models.quote import Quote, SgxReportBody, parse_quote
 from ._anchors import TrustAnchor
@@ -191,7 +191,7 @@ class Verifier:
                     raise
                 refused.append(anchor.name)
         hint = ""
-        if b"SIMULATED" in quote.raw:
+        if _names_simulated_ca(quote):
             hint = (
                 "; this is a SIMULATED quote: pass TrustAnchor.simulation() explicitly to "
                 "accept simulated evidence (development only)"
@@ -201,6 +201,21 @@ class Verifier:
             + hint,
             code="untrusted_root",
         )
+
+
+def _names_simulated_ca(quote: Quote) -> bool:
+    """True when the quote's embedded PCK chain names a simulated CA (for the error hint).
+
+    The chain is usually PEM, so the DER names are base64 inside ``quote.raw``: look at the
+    decoded certificates, not only at the raw bytes.
+    """
+    if b"SIMULATED" in quote.raw:
+        return True
+    try:
+        ders = quote.certification.pck_chain_der()
+    except QuoteFormatError:
+        return False
+    return any(b"SIMULATED" in der for der in ders)
 
 
 def _check_binding(
