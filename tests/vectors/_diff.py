@@ -67,6 +67,10 @@ KNOWN_DIFFERENCES: dict[str, str] = {
     "seam_attributes_mask": "dcap-qvl masks SEAMATTRIBUTES; Intel requires them zero and equal",
     "level_order": "dcap-qvl matches levels in served order; Intel sorts them first",
     "sgx_quote_v4": "dcap-qvl 0.7 accepts SGX quotes only as v3; Intel also accepts v4/v5",
+    "expiry_boundary": (
+        "at exactly now == nextUpdate dcap-qvl says expired; Intel QVL expires only when "
+        "now > nextUpdate (pinned by test_next_update_second_itself_intel_accepts_dcap_qvl_rejects)"
+    ),
 }
 
 _SEVERITY = (

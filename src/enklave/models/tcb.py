@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import CollateralError
@@ -352,7 +352,10 @@ class _Obj:
             raise self._bad(key, "an RFC 3339 date such as 2025-06-19T10:56:11Z") from exc
         if parsed.tzinfo is None:
             raise self._bad(key, "a date with a timezone (e.g. a trailing Z)")
-        return parsed
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-23:59 is in the year 10000
+            raise self._bad(key, "a date in the years 0001-9999 when converted to UTC") from exc
 
     def status(self, key: str, allowed: tuple[str, ...]) -> str:
         value = self.text(key)
