@@ -232,7 +232,7 @@ def _quote_change(b: Quote, m: Quote, anchor: bytes) -> str | None:
         return None
     if m.certification.data != b.certification.data:
         labels[chain] = True
-    return "+".join(sorted(k for k, v in labels.items() if v)) or None
+    return "+".join(sorted(k for k, v in labels.items() if v)) or "identical"
 
 
 def _chain_ders(text: str) -> list[bytes]:
