@@ -15,6 +15,11 @@ allocates more than the input could describe. Every malformed input raises
 :class:`~enklave.errors.EncodingError`; nothing else escapes.
 
 A frame is a 4-byte big-endian length followed by that many bytes of CBOR.
+
+For the channel's hot path (:mod:`enklave.channel._wire`) this module also offers
+:func:`encode_into` (encode into a list of byte parts, so large byte strings are sent
+without being copied) and :class:`Decoder`, which also reads a ``memoryview`` (so large
+frames are decoded in place). Both produce exactly what :func:`dumps`/:func:`loads` do.
 """
 
 from __future__ import annotations
@@ -29,8 +34,12 @@ __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_SIZE",
     "FRAME_HEADER",
+    "Decoder",
     "dumps",
+    "encode_into",
     "frame",
+    "frame_length",
+    "head",
     "loads",
 ]
 
@@ -43,6 +52,8 @@ _U16 = struct.Struct(">BH").pack
 _U32 = struct.Struct(">BI").pack
 _U64 = struct.Struct(">BQ").pack
 _FRAME_LEN = struct.Struct(">I")
+#: Pack a frame's 4-byte big-endian length header.
+frame_length = _FRAME_LEN.pack
 _F16 = struct.Struct(">e")
 _F32 = struct.Struct(">f")
 _F64 = struct.Struct(">d")
@@ -51,7 +62,8 @@ _F64 = struct.Struct(">d")
 _SMALL_UINT = [bytes([i]) for i in range(24)]
 
 
-def _head(major: int, n: int) -> bytes:
+def head(major: int, n: int) -> bytes:
+    """The shortest CBOR head of major type ``major`` with argument ``n`` (0 .. 2**64-1)."""
     mt = major << 5
     if n < 24:
         return bytes((mt | n,))
@@ -90,20 +102,20 @@ def _encode(obj: Any, out: list[bytes], depth: int) -> None:
         elif obj >= 0:
             if obj > 0xFFFFFFFFFFFFFFFF:
                 raise EncodingError(f"integer {obj} is too large for CBOR (max 2**64-1)")
-            out.append(_head(0, obj))
+            out.append(head(0, obj))
         else:
             if obj < -0x10000000000000000:
                 raise EncodingError(f"integer {obj} is too small for CBOR (min -2**64)")
-            out.append(_head(1, -1 - obj))
+            out.append(head(1, -1 - obj))
     elif t is str:
         try:
             raw = obj.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise EncodingError("string holds a lone surrogate; pass valid text") from exc
-        out.append(_head(3, len(raw)))
+        out.append(head(3, len(raw)))
         out.append(raw)
     elif t is bytes:
-        out.append(_head(2, len(obj)))
+        out.append(head(2, len(obj)))
         out.append(obj)
     elif obj is None:
         out.append(b"\xf6")
@@ -112,7 +124,7 @@ def _encode(obj: Any, out: list[bytes], depth: int) -> None:
     elif t is list or t is tuple:
         if depth <= 0:
             raise EncodingError("value is nested too deeply to encode")
-        out.append(_head(4, len(obj)))
+        out.append(head(4, len(obj)))
         for item in obj:
             _encode(item, out, depth - 1)
     elif t is dict:
@@ -137,10 +149,19 @@ def _encode_map(obj: dict[Any, Any], out: list[bytes], depth: int) -> None:
         _encode(key, kparts, 0)
         items.append((b"".join(kparts), value))
     items.sort(key=lambda kv: kv[0])
-    out.append(_head(5, len(items)))
+    out.append(head(5, len(items)))
     for kbytes, value in items:
         out.append(kbytes)
         _encode(value, out, depth)
+
+
+def encode_into(obj: Any, out: list[bytes], depth: int) -> None:
+    """Append the deterministic CBOR encoding of ``obj`` to ``out`` as byte parts.
+
+    ``depth`` is how many container levels ``obj`` may still open. ``bytes`` values are
+    appended as they are (not copied). Raises as :func:`dumps`.
+    """
+    _encode(obj, out, depth)
 
 
 def dumps(obj: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
@@ -171,17 +192,24 @@ def frame(obj: Any, *, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
     return _FRAME_LEN.pack(len(body)) + body
 
 
-class _Decoder:
+class Decoder:
+    """A strict decoder over ``bytes`` or a ``memoryview`` of bytes (read in place).
+
+    ``value(depth)`` decodes one item at ``pos`` and advances ``pos``; byte strings are
+    returned as ``bytes`` (copied out of a view), text as ``str``. Every malformed input
+    raises :class:`~enklave.errors.EncodingError`. Callers check trailing bytes.
+    """
+
     __slots__ = ("data", "pos")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | memoryview, pos: int = 0) -> None:
         self.data = data
-        self.pos = 0
+        self.pos = pos
 
     def fail(self, what: str) -> EncodingError:
         return EncodingError(f"malformed CBOR at byte {self.pos}: {what}")
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: int) -> bytes | memoryview:
         start = self.pos
         end = start + n
         if end > len(self.data):
@@ -243,7 +271,7 @@ class _Decoder:
             else:
                 raw = self.take(self.length(info, 1))
             try:
-                return raw.decode("utf-8")
+                return str(raw, "utf-8")
             except UnicodeDecodeError as exc:
                 raise self.fail("text string is not valid UTF-8") from exc
         if major == 4:
@@ -255,11 +283,18 @@ class _Decoder:
             value = self.value
             return [value(depth - 1) for _ in range(n)]
         if major == 0:
+            if info == 24 and pos + 2 <= len(data) and data[pos + 1] >= 24:  # fast: 1 byte
+                self.pos = pos + 2
+                return data[pos + 1]
             return self.argument(info)
         if major == 1:
             return -1 - self.argument(info)
         if major == 2:
-            return self.take(self.length(info, 1))
+            if info < 24 and pos + 1 + info <= len(data):  # fast path: short bytes
+                self.pos = end = pos + 1 + info
+                return bytes(data[pos + 1 : end])
+            raw = self.take(self.length(info, 1))
+            return raw if type(raw) is bytes else bytes(raw)
         if major == 5:
             if depth <= 0:
                 raise self.fail("nesting is deeper than the allowed depth")
@@ -271,12 +306,13 @@ class _Decoder:
     def map(self, n: int, depth: int) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         prev = b""
+        data = self.data
         for i in range(n):
             start = self.pos
-            if start >= len(self.data) or (self.data[start] >> 5) not in (0, 1, 3):
+            if start >= len(data) or (data[start] >> 5) not in (0, 1, 3):
                 raise self.fail("map keys must be integers or text strings")
             key = self.value(0)
-            encoded = self.data[start : self.pos]
+            encoded = bytes(data[start : self.pos])
             if i and encoded <= prev:
                 raise self.fail("map keys are not in sorted order or are duplicated")
             prev = encoded
@@ -292,7 +328,7 @@ class _Decoder:
             return None
         if info == 25:
             x = _F16.unpack(self.take(2))[0]
-            if math.isnan(x) and self.data[self.pos - 2 : self.pos] != b"\x7e\x00":
+            if math.isnan(x) and bytes(self.data[self.pos - 2 : self.pos]) != b"\x7e\x00":
                 raise self.fail("non-canonical NaN")
             return x
         if info == 26:
@@ -313,7 +349,7 @@ class _Decoder:
 
 
 def loads(
-    data: bytes,
+    data: bytes | bytearray | memoryview,
     *,
     max_size: int = DEFAULT_MAX_SIZE,
     max_depth: int = DEFAULT_MAX_DEPTH,
@@ -330,7 +366,7 @@ def loads(
         data = bytes(data)
     if len(data) > max_size:
         raise EncodingError(f"input of {len(data)} bytes exceeds the {max_size}-byte limit")
-    dec = _Decoder(data)
+    dec = Decoder(data)
     try:
         value = dec.value(max_depth)
     except RecursionError as exc:  # pragma: no cover - depth limit comes first

@@ -11,22 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .._interface import Interface
 from ..channel import Endpoint, Message, Mux
-from ..channel._messages import (
-    ECALL,
-    ERROR,
-    OCALL,
-    OERROR,
-    ORETURN,
-    RETURN,
-    VERSION,
-    error_record,
-)
+from ..channel._messages import ECALL, ERROR, OCALL, OERROR, ORETURN, RETURN, error_record
+from ..channel._wire import call_frame, reply_frame, text_cbor
 from ..errors import BoundsError, EnclaveLost, EnklaveError, OcallError, ProtocolError
 from ..models.identity import Identity
 
@@ -36,6 +28,8 @@ log = logging.getLogger("enklave.enclave")
 _UNROUTED = "unrouted"
 #: The enclave polls its channel this long before blocking, when no ECALL is running.
 ENCLAVE_SPIN_US = 50
+#: A served ECALL: (argument check, the app's function, result check).
+_Handler = tuple[Callable[[list[Any]], list[Any]], Callable[..., Any], Callable[[object], object]]
 
 
 class Runtime:
@@ -58,12 +52,15 @@ class Runtime:
         self.files = files
         self.sim_home = sim_home if sim_home is not None else Path(".")
         self._interface = interface
-        self._ecalls = ecalls
+        self._ocall_names = {name: text_cbor(name) for name in interface.ocalls}
+        self._handlers: dict[str, _Handler] = {}
+        self.set_ecalls(ecalls)
         self._max_threads = max_threads
         self._local = threading.local()
-        self._executing = 0  # ECALLs running now (GIL users besides the reader)
+        self._executing = 0  # ECALLs running now (counted when there are several threads)
         endpoint.spin_ns = ENCLAVE_SPIN_US * 1000
-        endpoint.spin_gate = self._may_spin
+        # with one thread, the reader is the only thread that could need the GIL
+        endpoint.spin_gate = self._may_spin if max_threads > 1 else None
         self.mux = Mux(
             endpoint,
             route=_route,
@@ -75,12 +72,25 @@ class Runtime:
 
     def _may_spin(self) -> bool:
         # poll only while no ECALL is running: a polling reader would starve it of the GIL
-        mine = 1 if getattr(self._local, "cid", None) is not None else 0
+        mine = 1 if self._current_cid() is not None else 0
         return self._executing <= mine
 
+    def _current_cid(self) -> int | None:
+        """The call id of the ECALL the current thread serves (None outside ECALLs)."""
+        serving: list[int | None] | None = getattr(self._local, "serving", None)
+        return None if serving is None else serving[0]
+
     def set_ecalls(self, ecalls: dict[str, Callable[..., Any]]) -> None:
-        """Install the app's ECALL functions (after the app module was imported)."""
-        self._ecalls = dict(ecalls)
+        """Install the app's ECALL functions (after the app module was imported).
+
+        Each declared ECALL becomes a handler: its compiled argument check, the
+        function, its compiled result check. Undeclared functions are never served.
+        """
+        self._handlers = {
+            name: (spec.check_args, ecalls[name], spec.check_result)
+            for name, spec in self._interface.ecalls.items()
+            if name in ecalls
+        }
 
     # -- serving ---------------------------------------------------------------
     def serve(self) -> None:
@@ -94,47 +104,48 @@ class Runtime:
         self._worker()
 
     def _worker(self) -> None:
+        """Serve ECALLs: re-check the arguments, run the function, check its result, answer."""
+        serving: list[int | None] = [None]  # the ECALL this thread serves (for OCALLs)
+        self._local.serving = serving
+        wait, send = self.mux.wait, self.mux.send_frame
+        counted = self._max_threads > 1  # one thread: it is always the only one running
         while True:
             try:
-                _, cid, name, args = self.mux.wait(None)
+                _, cid, name, args = wait(None)
             except EnclaveLost:
                 return
-            self._serve_ecall(cid, name, args)
-
-    def _serve_ecall(self, cid: int, name: str, args: list[Any]) -> None:
-        spec = self._interface.ecalls.get(name)
-        if spec is None:
-            self._reply_error(cid, ProtocolError(f"no ECALL named {name!r}"))
-            return
-        self.mux.register(cid)
-        self._local.cid = cid
-        self._executing += 1
-        try:
-            values = spec.check_args(args)
-            result = spec.check_result(self._ecalls[name](*values))
-            self.mux.send([VERSION, RETURN, cid, result, None])
-        except EnclaveLost:
-            pass
-        except Exception as exc:
-            self._reply_error(cid, exc)
-        finally:
-            self._executing -= 1
-            self._local.cid = None
-            self.mux.unregister(cid)
+            handler = self._handlers.get(name)
+            if handler is None:
+                self._reply_error(cid, ProtocolError(f"no ECALL named {name!r}"))
+                continue
+            check_args, fn, check_result = handler
+            serving[0] = cid
+            if counted:
+                self._executing += 1
+            try:
+                send(reply_frame(RETURN, cid, check_result(fn(*check_args(args)))))
+            except EnclaveLost:
+                pass
+            except Exception as exc:
+                self._reply_error(cid, exc)
+            finally:
+                if counted:
+                    self._executing -= 1
+                serving[0] = None
 
     def _reply_error(self, cid: int, exc: BaseException) -> None:
         code = exc.code if isinstance(exc, EnklaveError) else "app"
         tb = traceback.format_exc() if self.identity.debug else None
         rec = error_record(type(exc).__name__, str(exc), code, tb)
         try:
-            self.mux.send([VERSION, ERROR, cid, rec, None])
+            self.mux.send_frame(reply_frame(ERROR, cid, rec))
         except EnclaveLost:
             pass
         except EnklaveError:
             # the error itself could not be encoded (should not happen): send a plain one
             plain = error_record(type(exc).__name__, "unencodable error", code)
             try:
-                self.mux.send([VERSION, ERROR, cid, plain, None])
+                self.mux.send_frame(reply_frame(ERROR, cid, plain))
             except EnklaveError:
                 pass  # channel gone: the worker loop notices on its next wait
 
@@ -153,13 +164,14 @@ class Runtime:
             OcallError: outside an ECALL, the host failed, or the result violates the
                 declared type (the host may lie).
         """
-        cid = getattr(self._local, "cid", None)
+        cid = self._current_cid()
         if cid is None:
             raise OcallError(f"OCALL {name!r} made outside an ECALL; OCALLs run on ECALL threads")
         spec = self._interface.ocalls[name]
         values = spec.check_args(args)
-        self.mux.send([VERSION, OCALL, cid, name, values])
-        kind, _, value, _ = self.mux.wait(cid)
+        frame = call_frame(OCALL, cid, self._ocall_names[name], values)
+        # "alone": no other ECALL runs, so nothing can queue behind this thread's send
+        kind, _, value, _ = self.mux.request(cid, frame, alone=self._executing <= 1)
         if kind == OERROR:
             raise OcallError(
                 f"OCALL {name!r} failed on the host: {value['type']}: {value['message']}"
@@ -173,14 +185,9 @@ class Runtime:
             ) from exc
 
 
-def _never() -> bool:
-    return False
-
-
 def _route(msg: Message) -> Any:
-    kind, cid = msg[0], msg[1]
+    """New ECALLs go to any idle worker (key None), OCALL answers to their ECALL's thread."""
+    kind = msg[0]
     if kind == ECALL:
         return None
-    if kind in (ORETURN, OERROR):
-        return cid
-    return _UNROUTED
+    return msg[1] if kind == ORETURN or kind == OERROR else _UNROUTED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -12,16 +13,9 @@ from typing import Any
 
 from .._interface import FunctionSpec, Interface
 from .._simplatform import sim_home as default_sim_home
-from ..channel._messages import (
-    ECALL,
-    ERROR,
-    OCALL,
-    OERROR,
-    ORETURN,
-    RETURN,
-    VERSION,
-    error_record,
-)
+from ..channel._messages import ECALL, ERROR, OCALL, OERROR, ORETURN, RETURN, error_record
+from ..channel._mux import Message, Mux
+from ..channel._wire import call_frame, reply_frame, text_cbor
 from ..errors import (
     ConfigError,
     EnclaveCallError,
@@ -42,7 +36,10 @@ OcallTable = Mapping[str, Callable[..., Any]]
 
 
 class _CallProxy:
-    """``enc.call.NAME(*args, **kwargs)``: one attribute per declared ECALL."""
+    """``enc.call.NAME(*args, **kwargs)``: one attribute per declared ECALL.
+
+    Each ECALL's function is built on first use and then kept as an attribute.
+    """
 
     def __init__(self, enclave: Enclave) -> None:
         self._enclave = enclave
@@ -52,11 +49,15 @@ class _CallProxy:
         if spec is None:
             known = ", ".join(self._enclave.interface.ecalls) or "none"
             raise AttributeError(f"the enclave declares no ECALL {name!r} (ECALLs: {known})")
+        run, bind, n = self._enclave._runner(spec), spec.bind, len(spec.params)
 
         def ecall(*args: Any, **kwargs: Any) -> Any:
-            return self._enclave.ecall(spec, spec.bind(args, kwargs))
+            if kwargs or len(args) != n:
+                return run(bind(args, kwargs))
+            return run(list(args))
 
         ecall.__name__ = name
+        self.__dict__[name] = ecall
         return ecall
 
     def __dir__(self) -> list[str]:
@@ -90,8 +91,13 @@ class Enclave:
         self._sim_home = sim_home
         self._load_timeout = load_timeout
         self._ids = itertools.count(1)
-        self._free_slots = bundle.config.max_threads
-        self._slot_cond = threading.Condition(threading.Lock())
+        self._names = {name: text_cbor(name) for name in self.interface.ecalls}
+        # one token per enclave thread (TCS): a call holds one while in flight
+        self._max_threads = bundle.config.max_threads
+        self._single = self._max_threads == 1  # then a call is always alone in flight
+        self._slots: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(self._max_threads):
+            self._slots.put(None)
         self._lock = threading.Lock()
         self._session: Session | None = None
         self._closed = False
@@ -134,7 +140,11 @@ class Enclave:
     # -- lifecycle -------------------------------------------------------------
     def _start(self) -> None:
         session = Session(
-            self.bundle_path, self.config, sim_home=self._sim_home, load_timeout=self._load_timeout
+            self.bundle_path,
+            self.config,
+            sim_home=self._sim_home,
+            load_timeout=self._load_timeout,
+            spin_gate=self._alone if self._max_threads > 1 else None,
         )
         if session.identity.mrenclave != self._expected_mrenclave:
             session.close()
@@ -147,6 +157,10 @@ class Enclave:
             session.identity.mrenclave.hex(),
             "SIMULATED: no hardware protection" if session.identity.simulated else "hardware",
         )
+
+    def _alone(self) -> bool:
+        """True while at most one ECALL is in flight (the caller's own)."""
+        return self._slots.qsize() >= self._max_threads - 1
 
     @property
     def identity(self) -> Identity:
@@ -194,59 +208,65 @@ class Enclave:
 
     # -- calls -----------------------------------------------------------------
     def ecall(self, spec: FunctionSpec, values: list[Any]) -> Any:
-        """Make an ECALL with a full positional argument list (the proxy's back end)."""
-        values = spec.check_args(values)
-        with self._slot_cond:  # like waiting for a free TCS: at most max_threads in flight
-            while not self._free_slots:
-                self._slot_cond.wait()
-            self._free_slots -= 1
-        session = None
-        try:
-            session = self._current()
-            session.in_flight += 1
-            mux = session.mux
-            cid = next(self._ids)
-            mux.register(cid)
+        """Make an ECALL with a full positional argument list (the proxy's back end).
+
+        Checks the arguments, waits for a free enclave thread (at most ``max_threads``
+        ECALLs in flight, like waiting for a free TCS), sends the call and serves the
+        OCALLs it makes until its result arrives; the result is checked too.
+        """
+        return self._runner(spec)(values)
+
+    def _runner(self, spec: FunctionSpec) -> Callable[[list[Any]], Any]:
+        """Build ``run(values)`` for one ECALL: :meth:`ecall` with its lookups done once."""
+        check_args, check_result = spec.check_args, spec.check_result
+        name_cbor = self._names.get(spec.name) or text_cbor(spec.name)
+        slots, ids, single, alone = self._slots, self._ids, self._single, self._alone
+
+        def run(values: list[Any]) -> Any:
+            values = check_args(values)
+            slots.get()
             try:
-                mux.send([VERSION, ECALL, cid, spec.name, values])
-                return self._await_result(mux, cid, spec)
+                session = self._session
+                if session is None or self._closed:
+                    session = self._current()  # raises
+                mux = session.mux
+                cid = next(ids)
+                frame = call_frame(ECALL, cid, name_cbor, values)
+                kind, _, a, b = mux.request(cid, frame, alone=single or alone())
+                while kind != RETURN:
+                    kind, _, a, b = self._not_returned(mux, cid, kind, a, b)
+                return check_result(a)
             finally:
-                mux.unregister(cid)
-        finally:
-            if session is not None:
-                session.in_flight -= 1
-            with self._slot_cond:
-                self._free_slots += 1
-                self._slot_cond.notify()
+                slots.put(None)
 
-    def _await_result(self, mux: Any, cid: int, spec: FunctionSpec) -> Any:
-        while True:
-            kind, _, a, b = mux.wait(cid)
-            if kind == RETURN:
-                return spec.check_result(a)
-            if kind == ERROR:
-                raise EnclaveCallError(
-                    a["type"], a["message"], remote_traceback=a.get("traceback"), code=a["code"]
-                )
-            if kind == OCALL:
-                self._serve_ocall(mux, cid, a, b)
-            else:
-                mux.kill(f"unexpected message kind {kind} during an ECALL")
-                raise ProtocolError(f"the enclave sent message kind {kind} during an ECALL")
+        return run
 
-    def _serve_ocall(self, mux: Any, cid: int, name: str, args: list[Any]) -> None:
+    def _not_returned(self, mux: Mux, cid: int, kind: int, a: Any, b: Any) -> Message:
+        """Handle a message for an ECALL in flight other than its RETURN; return the next."""
+        if kind == ERROR:
+            raise EnclaveCallError(
+                a["type"], a["message"], remote_traceback=a.get("traceback"), code=a["code"]
+            )
+        if kind == OCALL:
+            return mux.request(cid, self._serve_ocall(mux, a, b, cid), alone=self._alone())
+        mux.kill(f"unexpected message kind {kind} during an ECALL")
+        raise ProtocolError(f"the enclave sent message kind {kind} during an ECALL")
+
+    def _serve_ocall(self, mux: Mux, name: str, args: list[Any], cid: int) -> bytes | list[bytes]:
+        """Run an OCALL; return the frame that answers it (ORETURN, or OERROR on failure)."""
         try:
             spec = self.interface.ocalls.get(name)
             if spec is None:
                 raise ProtocolError(f"the enclave called an undeclared OCALL {name!r}")
             result = self._ocalls[name](*spec.check_args(args))
-            mux.send([VERSION, ORETURN, cid, result, None])
+            return mux.endpoint.prepare(reply_frame(ORETURN, cid, result))
         except EnclaveLost:
             raise
         except Exception as exc:
             log.debug("OCALL %s failed on the host: %r", name, exc)
             code = exc.code if isinstance(exc, EnklaveError) else "host"
-            mux.send([VERSION, OERROR, cid, error_record(type(exc).__name__, str(exc), code), None])
+            rec = error_record(type(exc).__name__, str(exc), code)
+            return reply_frame(OERROR, cid, rec)
 
 
 def _check_ocalls(interface: Interface, ocalls: OcallTable) -> dict[str, Callable[..., Any]]:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from ..channel import ChannelClosed, Endpoint, Message, Mux
@@ -36,8 +37,19 @@ class Session:
     """
 
     def __init__(
-        self, bundle_path: Path, config: AppConfig, *, sim_home: Path, load_timeout: float
+        self,
+        bundle_path: Path,
+        config: AppConfig,
+        *,
+        sim_home: Path,
+        load_timeout: float,
+        spin_gate: Callable[[], bool] | None = None,
     ) -> None:
+        """Start the enclave process and wait for its READY.
+
+        ``spin_gate`` tells the channel reader whether it may poll (see
+        :class:`~enklave.channel.Endpoint`); by default it always may.
+        """
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {k: os.environ[k] for k in config.allowed_env if k in os.environ}
         env["MALLOC_ARENA_MAX"] = "2"
@@ -63,11 +75,11 @@ class Session:
         except BaseException:
             self.close()
             raise
-        self.in_flight = 0  # ECALLs in progress; the reader polls only when alone
-        self.endpoint.spin_gate = lambda: self.in_flight <= 1
+        if spin_gate is not None:
+            self.endpoint.spin_gate = spin_gate
         self.mux = Mux(
             self.endpoint,
-            route=lambda msg: msg[1],
+            route=None,  # by call id
             make_lost=self._lost,
             on_bad=self._bad_frame,
             on_unroutable=self._unroutable,
