@@ -71,13 +71,14 @@ class VerifiedEnclave:
             raise TypeError("VerifiedEnclave is made only by Verifier.verify()")
         body = result.quote.body
         self.tee = result.tee
-        self.mrenclave = body.mrenclave if isinstance(body, SgxReportBody) else None
-        self.mrsigner = body.mrsigner if isinstance(body, SgxReportBody) else None
-        self.product_id = body.isv_prod_id if isinstance(body, SgxReportBody) else None
-        self.security_version = body.isv_svn if isinstance(body, SgxReportBody) else None
-        self.mrtd = None if isinstance(body, SgxReportBody) else body.mr_td
-        self.rtmrs = None if isinstance(body, SgxReportBody) else body.rtmrs
-        self.td_attributes = None if isinstance(body, SgxReportBody) else body.td_attributes
+        self.mrenclave = self.mrsigner = self.mrtd = self.td_attributes = None
+        self.product_id = self.security_version = None
+        self.rtmrs: tuple[bytes, ...] | None = None
+        if isinstance(body, SgxReportBody):
+            self.mrenclave, self.mrsigner = body.mrenclave, body.mrsigner
+            self.product_id, self.security_version = body.isv_prod_id, body.isv_svn
+        else:
+            self.mrtd, self.rtmrs, self.td_attributes = body.mr_td, body.rtmrs, body.td_attributes
         self.debug = body.debug
         self.report_data = body.report_data
         self.claims = claims

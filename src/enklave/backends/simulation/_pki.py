@@ -188,22 +188,44 @@ def _start(now: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(now, tz=dt.UTC).replace(microsecond=0) - _DAY
 
 
-def make_root(key: ec.EllipticCurvePrivateKey, *, now: int) -> x509.Certificate:
-    """Self-signed simulated root (CA:TRUE, pathlen 1), like Intel's SGX Root CA."""
-    name = _name(ROOT_CN)
+def _issue(
+    *,
+    subject: str,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey,
+    now: int,
+    lifetime: dt.timedelta,
+    crl_url: str,
+    ca: bool,
+    path_length: int | None = None,
+    extra: x509.ExtensionType | None = None,
+) -> x509.Certificate:
+    """One certificate: the common part, KeyUsage, BasicConstraints, an optional extra
+    (non-critical) extension, signed ECDSA-SHA256 by ``issuer_key``."""
     builder = _builder(
-        subject=ROOT_CN,
-        issuer=name,
-        issuer_key=key,
+        subject=subject,
+        issuer=issuer,
+        issuer_key=issuer_key,
         key=key,
         not_before=_start(now),
-        lifetime=_ROOT_LIFETIME,
-        crl_url=ROOT_CRL_URL,
+        lifetime=lifetime,
+        crl_url=crl_url,
     )
-    builder = builder.add_extension(_key_usage(ca=True), critical=True).add_extension(
-        x509.BasicConstraints(ca=True, path_length=1), critical=True
+    builder = builder.add_extension(_key_usage(ca=ca), critical=True).add_extension(
+        x509.BasicConstraints(ca=ca, path_length=path_length), critical=True
     )
-    return builder.sign(key, hashes.SHA256())
+    if extra is not None:
+        builder = builder.add_extension(extra, critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def make_root(key: ec.EllipticCurvePrivateKey, *, now: int) -> x509.Certificate:
+    """Self-signed simulated root (CA:TRUE, pathlen 1), like Intel's SGX Root CA."""
+    return _issue(
+        subject=ROOT_CN, issuer=_name(ROOT_CN), issuer_key=key, key=key, now=now,
+        lifetime=_ROOT_LIFETIME, crl_url=ROOT_CRL_URL, ca=True, path_length=1,
+    )  # fmt: skip
 
 
 def make_ca(
@@ -214,19 +236,10 @@ def make_ca(
     now: int,
 ) -> x509.Certificate:
     """Simulated PCK Processor CA (CA:TRUE, pathlen 0), issued by the root."""
-    builder = _builder(
-        subject=CA_CN,
-        issuer=root.subject,
-        issuer_key=root_key,
-        key=key,
-        not_before=_start(now),
-        lifetime=_CA_LIFETIME,
-        crl_url=ROOT_CRL_URL,
-    )
-    builder = builder.add_extension(_key_usage(ca=True), critical=True).add_extension(
-        x509.BasicConstraints(ca=True, path_length=0), critical=True
-    )
-    return builder.sign(root_key, hashes.SHA256())
+    return _issue(
+        subject=CA_CN, issuer=root.subject, issuer_key=root_key, key=key, now=now,
+        lifetime=_CA_LIFETIME, crl_url=ROOT_CRL_URL, ca=True, path_length=0,
+    )  # fmt: skip
 
 
 def make_tcb_signer(
@@ -237,19 +250,10 @@ def make_tcb_signer(
     now: int,
 ) -> x509.Certificate:
     """Simulated TCB Signing leaf (signs TCB Info and QE Identity), issued by the root."""
-    builder = _builder(
-        subject=TCB_SIGNER_CN,
-        issuer=root.subject,
-        issuer_key=root_key,
-        key=key,
-        not_before=_start(now),
-        lifetime=_LEAF_LIFETIME,
-        crl_url=ROOT_CRL_URL,
-    )
-    builder = builder.add_extension(_key_usage(ca=False), critical=True).add_extension(
-        x509.BasicConstraints(ca=False, path_length=None), critical=True
-    )
-    return builder.sign(root_key, hashes.SHA256())
+    return _issue(
+        subject=TCB_SIGNER_CN, issuer=root.subject, issuer_key=root_key, key=key, now=now,
+        lifetime=_LEAF_LIFETIME, crl_url=ROOT_CRL_URL, ca=False,
+    )  # fmt: skip
 
 
 def make_pck(
@@ -262,24 +266,11 @@ def make_pck(
     now: int,
 ) -> x509.Certificate:
     """Simulated PCK leaf with the SGX extension (DER value), issued by the Processor CA."""
-    builder = _builder(
-        subject=PCK_CN,
-        issuer=ca.subject,
-        issuer_key=ca_key,
-        key=key,
-        not_before=_start(now),
-        lifetime=_LEAF_LIFETIME,
-        crl_url=PCK_CRL_URL,
-    )
-    builder = (
-        builder.add_extension(_key_usage(ca=False), critical=True)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.UnrecognizedExtension(x509.ObjectIdentifier(sgx_extension_oid), sgx_extension),
-            critical=False,
-        )
-    )
-    return builder.sign(ca_key, hashes.SHA256())
+    extension = x509.UnrecognizedExtension(x509.ObjectIdentifier(sgx_extension_oid), sgx_extension)
+    return _issue(
+        subject=PCK_CN, issuer=ca.subject, issuer_key=ca_key, key=key, now=now,
+        lifetime=_LEAF_LIFETIME, crl_url=PCK_CRL_URL, ca=False, extra=extension,
+    )  # fmt: skip
 
 
 def make_crl(
