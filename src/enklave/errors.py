@@ -9,9 +9,11 @@ next. Foreign exceptions are translated where they enter enklave and chained wit
 from __future__ import annotations
 
 __all__ = [
+    "AtlsError",
     "AttestationError",
     "BoundsError",
     "BundleError",
+    "CertificateError",
     "CollateralError",
     "CollateralExpired",
     "ConfigError",
@@ -216,3 +218,17 @@ class PolicyError(AttestationError):
     def __init__(self, message: str, *, check: str = "policy", code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.check = check
+
+
+class CertificateError(AttestationError):
+    """Bytes are not a usable attested-TLS certificate: malformed DER/PEM, an unsupported
+    algorithm, a bad signature, or no evidence extension. ``code`` says which."""
+
+    code = "certificate"
+
+
+class AtlsError(EnklaveError):
+    """An attested-TLS connection or server failed for a reason other than verification
+    (network, TLS handshake, closed peer); ``code`` says which."""
+
+    code = "atls"

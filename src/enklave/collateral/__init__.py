@@ -13,16 +13,26 @@ Example::
 
 from __future__ import annotations
 
-from ._cache import CachedResponse, CollateralCache, default_cache_dir
+from typing import TYPE_CHECKING, Any
+
 from ._model import Collateral, split_signed_json
-from ._pcs import (
-    AZURE_THIM_URL,
-    INTEL_PCS_URL,
-    INTEL_ROOT_CA_CRL_URL,
-    PcsClient,
-    PcsCrl,
-    PcsDocument,
-)
+
+if TYPE_CHECKING:  # the network client loads lazily, so the pure model stays import-light
+    from ._cache import CachedResponse, CollateralCache, default_cache_dir
+    from ._pcs import (
+        AZURE_THIM_URL,
+        INTEL_PCS_URL,
+        INTEL_ROOT_CA_CRL_URL,
+        PcsClient,
+        PcsCrl,
+        PcsDocument,
+    )
+
+_LAZY = {
+    "CachedResponse": "_cache", "CollateralCache": "_cache", "default_cache_dir": "_cache",
+    "AZURE_THIM_URL": "_pcs", "INTEL_PCS_URL": "_pcs", "INTEL_ROOT_CA_CRL_URL": "_pcs",
+    "PcsClient": "_pcs", "PcsCrl": "_pcs", "PcsDocument": "_pcs",
+}
 
 __all__ = ["Collateral", "split_signed_json"]
 __all__ += [
@@ -36,3 +46,19 @@ __all__ += [
     "PcsDocument",
     "default_cache_dir",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load the PCS/PCCS client (urllib, http.client) only when it is asked for.
+
+    The verifier (which also runs inside enclaves, for mutual attested TLS) needs only the
+    pure :class:`Collateral` model.
+    """
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -48,10 +48,14 @@ TRUSTED_RUNTIME: tuple[str, ...] = (
     "_simplatform.py",
     "backends/__init__.py",
     "backends/simulation/",
+    "atls/",
     "channel/",
+    "collateral/__init__.py",
+    "collateral/_model.py",
     "enclave/",
     "models/",
     "package/",
+    "verify/",
 )
 _LOG_TAG = "enklave-mrenclave-v1"
 
