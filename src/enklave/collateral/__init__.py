@@ -13,11 +13,11 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing
 
 from ._model import Collateral, split_signed_json
 
-if TYPE_CHECKING:  # the network client loads lazily, so the pure model stays import-light
+if typing.TYPE_CHECKING:  # the network client loads lazily, so the pure model stays import-light
     from ._cache import CachedResponse, CollateralCache, default_cache_dir
     from ._pcs import (
         AZURE_THIM_URL,
@@ -48,7 +48,7 @@ __all__ += [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     """Load the PCS/PCCS client (urllib, http.client) only when it is asked for.
 
     The verifier (which also runs inside enclaves, for mutual attested TLS) needs only the
