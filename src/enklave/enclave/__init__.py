@@ -23,7 +23,7 @@ This package never imports the host side, the CLI, web frameworks or HTTP client
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .._interface import MaxLen, Range
 from ..errors import NotInEnclaveError, OcallError, SealError
@@ -32,6 +32,9 @@ from ..models.identity import Identity
 from . import _evidence, _sealing
 from ._app import EnclaveApp
 from ._context import current as _current
+
+if TYPE_CHECKING:
+    from ..verify import TrustAnchor
 
 __all__ = [
     "EnclaveApp",
@@ -46,6 +49,7 @@ __all__ = [
     "identity",
     "is_simulated",
     "measured_file",
+    "peer_trust_anchor",
     "seal",
     "unseal",
 ]
@@ -82,6 +86,25 @@ def evidence(claims: bytes = b"", *, quote_version: int = 3) -> Evidence:
     return _evidence.make_evidence(
         ctx.identity, ctx.sim_home, claims, quote_version=quote_version
     )
+
+
+def peer_trust_anchor() -> TrustAnchor:
+    """The root that genuine peer enclaves on this platform chain to, for mutual attestation.
+
+    On SGX hardware this is Intel's SGX Root CA. In simulation it is this simulated
+    platform's root, flagged ``simulated``: a verifier built on it accepts only simulated
+    evidence and only under a policy that allows simulation. The anchor comes from the
+    platform, never from the host, so the host cannot slip in a root of its own.
+
+    Raises:
+        NotInEnclaveError: called outside a running enclave.
+    """
+    from ..verify import TrustAnchor  # the pure verifier; loaded only when a peer is verified
+
+    ctx = _current()
+    if ctx.identity.simulated:
+        return TrustAnchor.simulation(ctx.sim_home)
+    return TrustAnchor.intel()
 
 
 def measured_file(path: str) -> bytes:
