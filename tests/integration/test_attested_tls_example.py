@@ -20,13 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import REPO, build
 from enklave.atls import verify_certificate
 from enklave.atls.transport import AttestedTransport
 from enklave.backends.simulation import SimPlatform
 from enklave.errors import PolicyError
 from enklave.verify import TrustAnchor, Verifier, default_policy
-
-from conftest import REPO, build
 
 EXAMPLE = REPO / "examples" / "attested_tls"
 
