@@ -23,7 +23,8 @@ This package never imports the host side, the CLI, web frameworks or HTTP client
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Literal
+import typing
+from typing import Literal
 
 from .._interface import MaxLen, Range
 from ..errors import NotInEnclaveError, OcallError, SealError
@@ -33,7 +34,7 @@ from . import _evidence, _sealing
 from ._app import EnclaveApp
 from ._context import current as _current
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from ..verify import TrustAnchor
 
 __all__ = [
