@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import EnklaveError
-from . import _attest, _collateral
+from . import _atls, _attest, _collateral
 from ._commands import (
     cmd_build,
     cmd_genkey,
@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     sim_sub = _attest.register(sub)
     _collateral.add_sim_pccs(sim_sub)
     _collateral.register(sub)
+    _atls.register(sub)
     return p
 
 
