@@ -24,10 +24,12 @@ typecheck: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/hello/demo.py
+	$(BIN)/python examples/attested_tls/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/ecall.py
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/atls.py
 
 clean:
 	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache

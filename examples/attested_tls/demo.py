@@ -11,6 +11,7 @@ Everything goes to ./demo-out/attested_tls.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def main() -> int:
     with open_attested_tls(out / "attested_tls.bundle", sim_home) as enc:
         step("starting the HTTPS server inside the enclave (key made inside, never leaves)")
         url = f"https://127.0.0.1:{enc.call.start(0)}/hello"
-        print(f"listening on {url}")
+        print(f"listening on {url}  (simulation: NO hardware protection; the quote says so)")
 
         step("a client whose policy names this MRENCLAVE")
         verifier = client_verifier(sim_home, mrenclave=bundle.mrenclave)
@@ -70,6 +71,14 @@ def main() -> int:
             print(f"REFUSED ({exc.check}): {exc}")
         after = enc.call.stats("https")["bytes_received"]
         print(f"application bytes the server received from that client: {after - before}")
+
+        step("the same from the command line: curl with attestation")
+        policy = out / "policy.toml"
+        policy.write_text(f'mrenclave = "{bundle.mrenclave.hex()}"\nallow_simulated = true\n')
+        command = [sys.executable, "-m", "enklave", "atls", "get", url, "--policy", str(policy),
+                   "--show-peer", "--sim", str(sim_home)]
+        print("$ enklave atls get " + url + f" --policy {policy.name} --show-peer --sim HOME")
+        subprocess.run(command, check=True)
 
         step("mutual attested TLS: a second instance of the app calls the first")
         collateral = collateral_json(sim_home)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from enklave.atls import PeerVerifier
 from enklave.backends.simulation import SimPlatform
+from enklave.errors import PlatformError
 from enklave.host import Enclave
 from enklave.verify import Policy, TrustAnchor, Verifier, default_policy
 
@@ -20,9 +21,17 @@ def open_attested_tls(bundle: Path, sim_home: Path, **kwargs: object) -> Enclave
     return Enclave.open(bundle, sim_home=sim_home, **kwargs)  # type: ignore[arg-type]
 
 
+def _platform(sim_home: Path) -> SimPlatform:
+    """The simulated platform the enclaves quote on (made on first use, as they do)."""
+    try:
+        return SimPlatform.load(sim_home)
+    except PlatformError:
+        return SimPlatform.init(sim_home)
+
+
 def collateral_json(sim_home: Path) -> bytes:
     """What a host would fetch from its PCCS for the enclaves' quotes (here: simulated)."""
-    return SimPlatform.load(sim_home).collateral().to_json().encode()
+    return _platform(sim_home).collateral().to_json().encode()
 
 
 def client_verifier(sim_home: Path, *, mrenclave: bytes, policy: Policy | None = None
@@ -32,7 +41,7 @@ def client_verifier(sim_home: Path, *, mrenclave: bytes, policy: Policy | None =
     Production would use ``TrustAnchor.intel()``, a PCCS client for collateral and the
     default policy without ``allow_simulated``.
     """
-    platform = SimPlatform.load(sim_home)
+    platform = _platform(sim_home)
     verifier = Verifier(anchors=TrustAnchor.simulation(sim_home),
                         collateral=platform.collateral())
     chosen = policy or default_policy(mrenclave=[mrenclave], allow_simulated=True)

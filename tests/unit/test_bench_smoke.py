@@ -58,3 +58,20 @@ def test_bench_verify_quick(tmp_path: Path) -> None:
     assert result["bench"] == "verify"
     if "skipped" not in result:
         assert {"ours_warm_qps", "ours_cold_qps", "dcap_qvl_qps", "ratio_warm"} <= set(result)
+
+
+def test_bench_atls_quick(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "atls.py"), "--rounds", "1", "--batch", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    result = json.loads(lines[0])
+    assert result["bench"] == "atls"
+    assert {"plain_p50_ms", "attested_warm_p50_ms", "attested_cold_p50_ms", "ratio_warm",
+            "ratio_cold"} <= set(result)

@@ -33,8 +33,45 @@ def test_trusted_side_never_imports_host_cli_or_http() -> None:
     code = (
         "import sys, enklave.enclave._main, enklave.backends.simulation\n"
         "bad = [m for m in sys.modules if m.startswith(('enklave.host', 'enklave.cli', "
-        "'enklave.collateral', 'enklave.verify', 'http.', 'urllib.request', "
+        "'enklave.collateral._pcs', 'enklave.atls.transport', 'http.', 'urllib.request', "
         "'httpx', 'requests', 'flask', 'fastapi', 'pickle'))]\n"
+        "print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "[]"
+
+
+_ENCLAVE_SIDE_ATLS = (
+    "import sys, enklave.enclave._main, enklave.enclave, enklave.atls, enklave.verify\n"
+    "import enklave.atls._server, enklave.atls._asgi, enklave.atls._issue, enklave.atls._client\n"
+    "import enklave.backends.simulation, enklave.collateral\n"
+)
+
+
+def test_enclave_side_atls_imports_only_measured_modules() -> None:
+    """An enclave serving attested TLS (and verifying peers) runs only measured enklave code."""
+    code = _ENCLAVE_SIDE_ATLS + (
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('enklave'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    measured = {p for p, _, _ in runtime_files()}
+    assert "enklave.atls._server" in out
+    for mod in out:
+        path = importlib.import_module(mod).__file__
+        assert path is not None
+        assert "enklave/" + path.split("/enklave/", 1)[1] in measured, f"{mod} is not measured"
+
+
+def test_enclave_side_atls_never_imports_http_clients_or_the_host() -> None:
+    code = _ENCLAVE_SIDE_ATLS + (
+        "bad = [m for m in sys.modules if m.startswith(('enklave.host', 'enklave.cli', "
+        "'enklave.collateral._pcs', 'enklave.collateral._cache', 'enklave.atls.transport', "
+        "'http.', 'urllib.request', 'httpx', 'httpcore', 'requests', 'flask', 'fastapi', "
+        "'starlette', 'pickle'))]\n"
         "print(bad)"
     )
     out = subprocess.run(
@@ -54,7 +91,7 @@ def test_runtime_file_list_is_stable_and_covers_the_parts() -> None:
 @pytest.mark.parametrize(
     "name", ["enklave.enclave", "enklave.host", "enklave.package", "enklave.channel",
              "enklave.models", "enklave.errors", "enklave.verify", "enklave.collateral",
-             "enklave.backends.simulation"]
+             "enklave.backends.simulation", "enklave.atls", "enklave.atls.transport"]
 )
 def test_all_matches_exports(name: str) -> None:
     module = importlib.import_module(name)
