@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import httpx
-from enklave.atls.transport import AttestedTransport
 
+from enklave.atls.transport import AttestedTransport
 from enklave.errors import PolicyError
 from enklave.package import build_app, generate_signing_key, write_bundle
 from enklave.verify import default_policy
