@@ -17,6 +17,7 @@ __all__ = [
     "CollateralError",
     "CollateralExpired",
     "ConfigError",
+    "DeployError",
     "EnclaveCallError",
     "EnclaveClosed",
     "EnclaveLoadError",
@@ -232,3 +233,10 @@ class AtlsError(EnklaveError):
     (network, TLS handshake, closed peer); ``code`` says which."""
 
     code = "atls"
+
+
+class DeployError(EnklaveError):
+    """Building an image, a base image or manifests, or running them, failed (podman,
+    mmdebstrap, Gramine tools); the message names the command and the fix."""
+
+    code = "deploy"
