@@ -15,16 +15,15 @@ Inside the enclave (the key never leaves the process)::
 
 A relying party (see ``examples/attested_tls`` and ``docs/atls.md``)::
 
-    import httpx
     from enklave.atls import PeerVerifier
-    from enklave.atls.transport import AttestedTransport
+    from enklave.atls.transport import attested_client
     from enklave.verify import TrustAnchor, Verifier, default_policy
 
     peer_verifier = PeerVerifier(
         verifier=Verifier(anchors=TrustAnchor.intel(), collateral=pccs_client),
         policy=default_policy(mrenclave=[expected_mrenclave]),
     )
-    with httpx.Client(transport=AttestedTransport(verifier=peer_verifier)) as client:
+    with attested_client(verifier=peer_verifier) as client:
         client.get("https://enclave.example:8443/")   # refused before sending if not attested
 
 Reading certificates from other stacks (Gramine, Open Enclave, EGo, Intel SGX SDK, rats-tls,

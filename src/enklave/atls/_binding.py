@@ -14,6 +14,10 @@ B6    ``dstack-sha512``    REPORTDATA = SHA-512("ratls-cert:" || DER SPKI)
 
 Only pre-images made of the key alone are tried, so trying several for one format cannot
 let evidence made for another key pass. Comparisons are constant-time and cover all 64 bytes.
+
+B2 is not tried for Ed25519 keys: their raw key is 32 arbitrary bytes, indistinguishable
+from a nonce, so generic evidence over a host-chosen "nonce" would bind a host key.
+(``enklave.enclave.evidence`` refuses the other key encodings as claims for the same reason.)
 """
 
 from __future__ import annotations
@@ -134,6 +138,8 @@ def bind(cert: Certificate, ev: CertEvidence) -> Binding:
     if ev.format == "oe-evidence":
         return _oe_evidence_binding(cert, ev, report_data)
     names = RULES_BY_FORMAT.get(ev.format, ())
+    if cert.key_type == "ed25519":  # a raw Ed25519 key looks like any 32-byte nonce
+        names = tuple(n for n in names if n != "rawkey-sha256")
     matched = [n for n in names if hmac.compare_digest(report_data, _RULES[n](cert))]
     if not matched:
         raise _fail(ev, ", ".join(names) or "no rule")

@@ -258,8 +258,8 @@ def issue_credentials(
 
     The DICE claims are ``{"pubkey-hash": cbor([1, SHA-256(SPKI DER)]), **extra_claims}``
     (put a verifier's ``"nonce"`` in ``extra_claims``); ``evidence(claims)`` must return
-    a quote whose report_data[0:32] is SHA-256(claims), as
-    :func:`enklave.enclave.evidence` (the default) does. With ``gramine_legacy`` a second
+    a quote whose report_data[0:32] is SHA-256(claims), as enklave's in-enclave evidence
+    (the default) does. With ``gramine_legacy`` a second
     quote, over SHA-256(SPKI DER), goes into Gramine's legacy extension.
 
     Args:
@@ -269,8 +269,9 @@ def issue_credentials(
         gramine_legacy: also write Gramine's legacy quote extension.
         extra_claims: more DICE claims (text keys, bytes values); ``"pubkey-hash"`` is
             reserved.
-        evidence: makes evidence for claims bytes; default ``enklave.enclave.evidence``
-            (tests inject simulated evidence here).
+        evidence: makes evidence for claims bytes; default the running enclave's (like
+            ``enklave.enclave.evidence``, but allowed to bind key encodings, which that
+            public function refuses); tests inject simulated evidence here.
         now: issue time (aware); default the current time.
 
     Raises:
@@ -285,10 +286,10 @@ def issue_credentials(
         now = _dt.datetime.now(_dt.UTC)
     elif now.tzinfo is None:
         raise ConfigError("now must be timezone-aware (e.g. datetime.now(UTC))")
-    if evidence is None:
-        from ..enclave import evidence as _enclave_evidence
+    if evidence is None:  # the issuer's own path: these claims name a key made right here
+        from ..enclave import _atls_evidence
 
-        evidence = _enclave_evidence
+        evidence = _atls_evidence
     key, digest = _generate_key(key_type)
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -128,6 +128,10 @@ class _Connections:
             log.debug("TLS handshake failed: %s", exc)
             writer.transport.abort()
             return
+        except Exception as exc:  # never an unhandled exception in the connection task
+            log.warning("TLS handshake failed unexpectedly: %r", exc)
+            writer.transport.abort()
+            return
         assert isinstance(reader, CountingReader)
         reader.counting = True
         try:
@@ -142,6 +146,25 @@ class _Connections:
         await _close(writer)
 
     async def _mutual(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, verifier: PeerVerifier
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, AttestedPeer]:
+        """Handshake and attest a client; anything unexpected is a refusal (fail closed).
+
+        Raises:
+            Refused: no certificate, attestation failed, or an unexpected error (a
+                certificate some library cannot handle, a bug): counted in ``refused``.
+            AtlsError, OSError, TimeoutError: the handshake itself failed.
+        """
+        try:
+            return await self._attest_client(reader, writer, verifier)
+        except (OSError, TimeoutError, EnklaveError):
+            raise
+        except Exception as exc:
+            log.warning("mutual aTLS: unexpected failure, refusing the client: %r", exc)
+            raise Refused(f"unexpected failure while attesting the client: {exc!r}",
+                          code="internal") from exc
+
+    async def _attest_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, verifier: PeerVerifier
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, AttestedPeer]:
         creds = self.credentials

@@ -14,8 +14,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any, Final
 
-from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 from ..errors import AtlsError
 
@@ -92,10 +91,12 @@ async def mutual_handshake(
             raise AtlsError("the client closed during the TLS handshake", code="handshake")
         conn.bio_write(data)
     _flush(conn, writer)  # session tickets
-    cert = conn.get_peer_certificate(as_cryptography=True)
+    # OpenSSL's own DER, not a cryptography object: cryptography >= 50 refuses the explicit
+    # NULL ECDSA parameters Gramine and Open Enclave write; the verifier's parser takes them.
+    cert = conn.get_peer_certificate()
     if cert is None:
         raise Refused("the client presented no certificate", code="no_certificate")
-    return TlsPipe(conn, reader, writer, cert.public_bytes(Encoding.DER))
+    return TlsPipe(conn, reader, writer, crypto.dump_certificate(crypto.FILETYPE_ASN1, cert))
 
 
 class TlsPipe(asyncio.Transport):

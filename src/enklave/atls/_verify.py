@@ -12,7 +12,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from ..models.evidence import Evidence
 from ..verify import Policy, VerifiedEnclave, Verifier
 from . import _dice
 from ._binding import Binding, bind
-from ._formats import CertEvidence, find_evidence
+from ._formats import FORMAT_OIDS, CertEvidence, find_evidence
 from ._x509 import Certificate
 
 __all__ = ["AttestedPeer", "PeerVerifier", "verify_certificate"]
@@ -94,13 +94,38 @@ def _check_validity(cert: Certificate, now: datetime) -> None:
         )
 
 
-def _usable(found: list[CertEvidence]) -> CertEvidence:
+def _allowed_formats(formats: Collection[str] | None) -> frozenset[str] | None:
+    """Check a ``formats`` argument: None, or a collection of known format names."""
+    if formats is None:
+        return None
+    if isinstance(formats, str | bytes) or not all(isinstance(f, str) for f in formats):
+        raise VerificationError(
+            f"formats must be a collection of format names such as ['tcg-dice'], not "
+            f"{formats!r}", code="bad_config")  # fmt: skip
+    known = set(FORMAT_OIDS.values())
+    unknown = sorted(set(formats) - known)
+    if unknown or not formats:
+        raise VerificationError(
+            f"unknown or no evidence formats {unknown}; choose from {sorted(known)}",
+            code="bad_config",
+        )
+    return frozenset(formats)
+
+
+def _usable(found: list[CertEvidence], allowed: frozenset[str] | None) -> CertEvidence:
     best = found[0]
     if best.format == "ias":
         raise VerificationError(
             "the certificate carries EPID evidence (an Intel IAS report); Intel retired EPID "
             "attestation (IAS) in 2025, so it cannot be verified: use DCAP (ECDSA) evidence",
             code="unsupported_evidence",
+        )
+    if allowed is not None and best.format not in allowed:
+        raise VerificationError(
+            f"the certificate's evidence is in the {best.format} format, which this verifier "
+            f"does not accept (allowed: {', '.join(sorted(allowed))}); refuse the peer, or "
+            "add the format to formats= if that attester really uses it",
+            code="format_not_allowed",
         )
     return best
 
@@ -112,27 +137,38 @@ def verify_certificate(
     policy: Policy,
     now: int | datetime,
     expiry: Literal["strict", "report"] = "strict",
+    formats: Collection[str] | None = None,
 ) -> AttestedPeer:
     """Verify an attested-TLS certificate and return the attested peer.
 
     Checks, in order: the certificate parses; ``now`` is inside its validity window; it is
-    self-signed; it carries evidence (the best format is used: DICE first); the evidence is
-    bound to its public key (for DICE also the claims' pubkey-hash); then the quote (DCAP
-    signatures, chains, collateral under ``verifier``'s trust anchors) and ``policy``.
+    self-signed; it carries evidence (the best format is used: DICE first) of an allowed
+    format; the evidence is bound to its public key (for DICE also the claims'
+    pubkey-hash); then the quote (DCAP signatures, chains, collateral under ``verifier``'s
+    trust anchors) and ``policy``.
+
+    Args:
+        formats: evidence formats to accept (e.g. ``["tcg-dice"]`` for enklave peers);
+            None accepts every recognised one. The certificate's best evidence must be of
+            one of them. Narrowing it means a quote the enclave made for other purposes
+            (generic evidence over a key-shaped value) cannot pass under another format's
+            key-binding rule.
 
     Raises:
         CertificateError: malformed certificate or extension, bad self-signature
             (``bad_signature``), no evidence (``missing_extension``).
         VerificationError: ``certificate_expired``, ``key_binding``, ``unsupported_evidence``
-            (EPID), or a DCAP check (``code`` names it).
+            (EPID), ``format_not_allowed``, ``bad_config`` (an unknown format name), or a
+            DCAP check (``code`` names it).
         CollateralError / CollateralExpired / QuoteFormatError / PolicyError: from the
             quote verification and the policy.
     """
+    allowed = _allowed_formats(formats)
     certificate = cert if isinstance(cert, Certificate) else Certificate.load(cert)
     when = _as_datetime(now)
     _check_validity(certificate, when)
     certificate.verify_signature()
-    evidence = _usable(find_evidence(certificate))
+    evidence = _usable(find_evidence(certificate), allowed)
     binding = bind(certificate, evidence)
     if evidence.quote is None:  # pragma: no cover - only IAS evidence has none
         raise VerificationError("the evidence holds no quote", code="unsupported_evidence")
@@ -150,7 +186,13 @@ class PeerVerifier:
     """Verifies peer certificates for TLS clients/servers, with a fingerprint cache.
 
     Successful results are cached by SHA-256(der) for at most ``cache_ttl`` seconds and
-    never past the certificate's ``not_after``; failures are never cached. Thread-safe.
+    never past the certificate's ``not_after`` or the earliest expiry of the collateral the
+    quote was verified with; failures are never cached. :meth:`clear_cache` also drops
+    verifications still running when it is called (they return, but are not stored).
+    Thread-safe.
+
+    Args:
+        formats: evidence formats to accept (see :func:`verify_certificate`).
 
     Attributes:
         hits, misses: cache statistics.
@@ -165,13 +207,16 @@ class PeerVerifier:
         cache_size: int = 1024,
         cache_ttl: float = 300.0,
         expiry: Literal["strict", "report"] = "strict",
+        formats: Collection[str] | None = None,
     ) -> None:
         if cache_size < 0 or cache_ttl < 0:
             raise VerificationError("cache_size and cache_ttl must be >= 0", code="bad_config")
         self._verifier, self._policy, self._clock = verifier, policy, clock
         self._size, self._ttl, self._expiry = cache_size, cache_ttl, expiry
+        self._formats = _allowed_formats(formats)
         self._cache: OrderedDict[bytes, tuple[float, AttestedPeer]] = OrderedDict()
         self._lock = threading.Lock()
+        self._generation = 0  # bumped by clear_cache(): older verifications are not stored
         self.hits = 0
         self.misses = 0
 
@@ -195,23 +240,28 @@ class PeerVerifier:
                 return entry[1]
             self._cache.pop(key, None)
             self.misses += 1
+            generation = self._generation
         peer = verify_certificate(Certificate.from_der(der), verifier=self._verifier,
-                                  policy=self._policy,
-                                  now=_as_datetime(now), expiry=self._expiry)
-        self._store(key, peer, now)
+                                  policy=self._policy, now=_as_datetime(now),
+                                  expiry=self._expiry, formats=self._formats)
+        self._store(key, peer, now, generation)
         return peer
 
-    def _store(self, key: bytes, peer: AttestedPeer, now: float) -> None:
-        until = min(now + self._ttl, peer.certificate.not_after.timestamp())
+    def _store(self, key: bytes, peer: AttestedPeer, now: float, generation: int) -> None:
+        until = min(now + self._ttl, peer.certificate.not_after.timestamp(),
+                    peer.enclave.result.earliest_expiration.timestamp())
         if self._size == 0 or until <= now:
             return
         with self._lock:
+            if generation != self._generation:  # cleared while this one was verifying
+                return
             self._cache[key] = (until, peer)
             self._cache.move_to_end(key)
             while len(self._cache) > self._size:
                 self._cache.popitem(last=False)
 
     def clear_cache(self) -> None:
-        """Forget every cached result."""
+        """Forget every cached result, and any verification still running now."""
         with self._lock:
+            self._generation += 1
             self._cache.clear()

@@ -2,12 +2,11 @@
 
 Example::
 
-    import httpx
     from enklave.atls import PeerVerifier
-    from enklave.atls.transport import AttestedTransport
+    from enklave.atls.transport import attested_client
 
     peers = PeerVerifier(verifier=verifier, policy=policy)
-    with httpx.Client(transport=AttestedTransport(verifier=peers)) as client:
+    with attested_client(verifier=peers) as client:
         response = client.get("https://enclave.example:8443/health")
         response.extensions["enklave.peer"].enclave.mrenclave
 
@@ -26,111 +25,47 @@ itself, unwrapped (:class:`~enklave.errors.CertificateError`,
 (``httpx.ConnectError``, ``httpx.ReadTimeout`` ...), as with ``httpx.HTTPTransport``.
 HTTP/1.1 only; proxies are not supported (a proxy would see only ciphertext anyway).
 
+Build clients with :func:`attested_client` / :func:`async_attested_client`: a plain
+``httpx.Client(transport=AttestedTransport(...), proxy=...)`` (or ``mounts=``) sends the
+requests those cover through httpx's own transports, without attestation.
+
 This module imports httpx and is never imported inside an enclave.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 import typing
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterable, Iterable, Iterator
+from typing import Any
 
-import anyio.to_thread
 import httpcore
 import httpx
 
 from .. import errors
 from . import _client
+from ._transport_async import AsyncBackend, AsyncResponseStream
+from ._transport_base import (
+    DEFAULT_LIMITS,
+    PEER_EXTENSION,
+    core_request,
+    mapped,
+    peer_of,
+    refuse_plain,
+    remember_cause,
+)
 
 if typing.TYPE_CHECKING:
     from ._issue import Credentials
     from ._verify import AttestedPeer, PeerVerifier
 
-__all__ = ["PEER_EXTENSION", "AsyncAttestedTransport", "AttestedTransport"]
-
-PEER_EXTENSION = "enklave.peer"
-"""The ``response.extensions`` key holding the connection's :class:`AttestedPeer`."""
-
-_DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
-                               keepalive_expiry=5.0)
-
-_EXCEPTIONS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-    (httpcore.ProxyError, httpx.ProxyError),
-)
-
-
-@contextlib.contextmanager
-def _mapped() -> Iterator[None]:
-    """httpcore exceptions become httpx ones (most specific first); enklave errors pass,
-    with the cause httpcore's pool dropped (``raise exc from None``) put back."""
-    try:
-        yield
-    except errors.EnklaveError as exc:
-        cause = getattr(exc, "_enklave_cause", None)
-        if exc.__cause__ is None and isinstance(cause, BaseException):
-            exc.__cause__ = cause
-        raise
-    except Exception as exc:
-        for source, target in _EXCEPTIONS:
-            if isinstance(exc, source):
-                raise target(str(exc)) from exc
-        raise
-
-
-def _remember_cause(exc: BaseException) -> None:
-    if isinstance(exc, errors.EnklaveError) and exc.__cause__ is not None:
-        exc._enklave_cause = exc.__cause__  # type: ignore[attr-defined]
-
-
-def _core_request(request: httpx.Request) -> httpcore.Request:
-    if request.url.scheme != "https":
-        raise errors.AtlsError(
-            f"refusing {request.url.scheme}:// ({request.url.host}): an attested transport "
-            "only speaks https://, where the server's certificate carries its evidence; "
-            "use an https:// URL",
-            code="scheme",
-        )
-    return httpcore.Request(
-        method=request.method,
-        url=httpcore.URL(
-            scheme=request.url.raw_scheme,
-            host=request.url.raw_host,
-            port=request.url.port,
-            target=request.url.raw_path,
-        ),
-        headers=request.headers.raw,
-        content=request.stream,
-        extensions=request.extensions,
-    )
-
-
-def _peer_of(response: httpcore.Response) -> AttestedPeer:
-    stream = response.extensions.get("network_stream")
-    peer = stream.get_extra_info(PEER_EXTENSION) if stream is not None else None
-    if peer is None:  # cannot happen: every stream comes out of an attesting start_tls
-        raise errors.AtlsError("response on a connection with no attested peer",
-                               code="not_attested")
-    return peer  # type: ignore[no-any-return]
-
-
-def _refuse_plain() -> NoReturn:
-    raise errors.AtlsError("refusing I/O on a connection that has not been attested",
-                    code="not_attested")
+__all__ = [
+    "PEER_EXTENSION",
+    "AsyncAttestedTransport",
+    "AttestedTransport",
+    "async_attested_client",
+    "attested_client",
+]
 
 
 # --------------------------------------------------------------------- sync
@@ -144,10 +79,10 @@ class _TcpStream(httpcore.NetworkStream):
         self._verifier = verifier
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        _refuse_plain()
+        refuse_plain()
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        _refuse_plain()
+        refuse_plain()
 
     def close(self) -> None:
         self._inner.close()
@@ -164,7 +99,7 @@ class _TcpStream(httpcore.NetworkStream):
             peer = self._verifier.verify(der)
         except BaseException as exc:
             tls.close()
-            _remember_cause(exc)
+            remember_cause(exc)
             raise
         return _AttestedStream(tls, peer)
 
@@ -215,7 +150,7 @@ class _ResponseStream(httpx.SyncByteStream):
         self._stream = stream
 
     def __iter__(self) -> Iterator[bytes]:
-        with _mapped():
+        with mapped():
             yield from self._stream
 
     def close(self) -> None:
@@ -243,9 +178,9 @@ class AttestedTransport(httpx.BaseTransport):
     """
 
     def __init__(self, *, verifier: PeerVerifier, credentials: Credentials | None = None,
-                 limits: httpx.Limits = _DEFAULT_LIMITS, local_address: str | None = None,
+                 limits: httpx.Limits = DEFAULT_LIMITS, local_address: str | None = None,
                  retries: int = 0) -> None:
-        self.verifier = verifier
+        self._verifier = verifier
         self._pool = httpcore.ConnectionPool(
             ssl_context=_client.client_context(credentials=credentials),
             max_connections=limits.max_connections,
@@ -258,13 +193,19 @@ class AttestedTransport(httpx.BaseTransport):
             network_backend=_Backend(verifier),
         )
 
+    @property
+    def verifier(self) -> PeerVerifier:
+        """The verifier attesting each new connection (read-only: the connection pool's
+        backend holds this one, so replacing it could not take effect)."""
+        return self._verifier
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` over an attested connection (a new one is attested first)."""
-        core = _core_request(request)
-        with _mapped():
+        core = core_request(request)
+        with mapped():
             resp = self._pool.handle_request(core)
         try:
-            peer = _peer_of(resp)
+            peer = peer_of(resp)
         except errors.AtlsError:
             resp.close()
             raise
@@ -278,106 +219,8 @@ class AttestedTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         """Close every pooled connection."""
-        with _mapped():
+        with mapped():
             self._pool.close()
-
-
-# --------------------------------------------------------------------- async
-
-
-class _AsyncTcpStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream, verifier: PeerVerifier) -> None:
-        self._inner = inner
-        self._verifier = verifier
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        _refuse_plain()
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        _refuse_plain()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        try:
-            der = _client.peer_certificate_der(tls.get_extra_info("ssl_object"))
-            # A cache miss may verify a quote or fetch collateral: keep the loop free.
-            peer = await anyio.to_thread.run_sync(self._verifier.verify, der)
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await tls.aclose()
-            _remember_cause(exc)
-            raise
-        return _AsyncAttestedStream(tls, peer)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _AsyncAttestedStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream, peer: AttestedPeer) -> None:
-        self._inner = inner
-        self.peer = peer
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        raise errors.AtlsError("TLS inside attested TLS is not supported", code="scheme")
-
-    def get_extra_info(self, info: str) -> Any:
-        return self.peer if info == PEER_EXTENSION else self._inner.get_extra_info(info)
-
-
-class _AsyncBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, verifier: PeerVerifier) -> None:
-        self._inner = httpcore.AnyIOBackend()
-        self._verifier = verifier
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None,
-                          ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address,
-                                               socket_options)
-        return _AsyncTcpStream(stream, self._verifier)
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[Any] | None = None,
-                                  ) -> httpcore.AsyncNetworkStream:
-        raise errors.AtlsError("unix sockets are not supported by the attested transport",
-                        code="scheme")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _AsyncResponseStream(httpx.AsyncByteStream):
-    def __init__(self, stream: AsyncIterable[bytes]) -> None:
-        self._stream = stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _mapped():
-            async for part in self._stream:
-                yield part
-
-    async def aclose(self) -> None:
-        aclose = getattr(self._stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 class AsyncAttestedTransport(httpx.AsyncBaseTransport):
@@ -386,9 +229,9 @@ class AsyncAttestedTransport(httpx.AsyncBaseTransport):
     ``verifier`` must tolerate calls from several threads."""
 
     def __init__(self, *, verifier: PeerVerifier, credentials: Credentials | None = None,
-                 limits: httpx.Limits = _DEFAULT_LIMITS, local_address: str | None = None,
+                 limits: httpx.Limits = DEFAULT_LIMITS, local_address: str | None = None,
                  retries: int = 0) -> None:
-        self.verifier = verifier
+        self._verifier = verifier
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=_client.client_context(credentials=credentials),
             max_connections=limits.max_connections,
@@ -398,16 +241,22 @@ class AsyncAttestedTransport(httpx.AsyncBaseTransport):
             http2=False,
             retries=retries,
             local_address=local_address,
-            network_backend=_AsyncBackend(verifier),
+            network_backend=AsyncBackend(verifier),
         )
+
+    @property
+    def verifier(self) -> PeerVerifier:
+        """The verifier attesting each new connection (read-only: the connection pool's
+        backend holds this one, so replacing it could not take effect)."""
+        return self._verifier
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` over an attested connection (a new one is attested first)."""
-        core = _core_request(request)
-        with _mapped():
+        core = core_request(request)
+        with mapped():
             resp = await self._pool.handle_async_request(core)
         try:
-            peer = _peer_of(resp)
+            peer = peer_of(resp)
         except errors.AtlsError:
             await resp.aclose()
             raise
@@ -415,11 +264,63 @@ class AsyncAttestedTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=resp.status,
             headers=resp.headers,
-            stream=_AsyncResponseStream(resp.stream),
+            stream=AsyncResponseStream(resp.stream),
             extensions={**resp.extensions, PEER_EXTENSION: peer},
         )
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        with _mapped():
+        with mapped():
             await self._pool.aclose()
+
+
+# --------------------------------------------------------------------- clients
+
+#: httpx.Client arguments that would route requests around the attested transport.
+_BYPASSING = ("proxy", "proxies", "mounts", "transport", "verify", "cert", "trust_env", "app")
+
+
+def _client_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    refused = sorted(k for k in kwargs if k in _BYPASSING)
+    if refused:
+        raise errors.AtlsError(
+            f"attested_client() does not take {', '.join(refused)}: a proxy, a mount, another "
+            "transport or TLS settings would send requests around the attested transport "
+            "(unattested); leave them out (a proxy would see only ciphertext anyway)",
+            code="config",
+        )
+    return {**kwargs, "trust_env": False}
+
+
+def attested_client(*, verifier: PeerVerifier, credentials: Credentials | None = None,
+                    **kwargs: Any) -> httpx.Client:
+    """An ``httpx.Client`` whose every request goes through :class:`AttestedTransport`.
+
+    Prefer it to ``httpx.Client(transport=AttestedTransport(...))``: an ``httpx.Client``
+    given ``proxy=`` or ``mounts=`` sends the matching requests through *other*,
+    unattested transports. Here those arguments are refused and environment proxies are
+    ignored (``trust_env=False``).
+
+    Args:
+        verifier: attests each new connection's server.
+        credentials: present this attested certificate (mutual aTLS).
+        **kwargs: other ``httpx.Client`` arguments (``timeout``, ``headers``,
+            ``base_url`` ...); ``limits`` goes to the transport.
+
+    Raises:
+        AtlsError: ``proxy``, ``mounts``, ``transport``, ``verify``, ``cert``,
+            ``trust_env`` or ``app`` was given (code ``"config"``).
+    """
+    kwargs = _client_kwargs(kwargs)
+    transport = AttestedTransport(verifier=verifier, credentials=credentials,
+                                  limits=kwargs.pop("limits", DEFAULT_LIMITS))
+    return httpx.Client(transport=transport, **kwargs)
+
+
+def async_attested_client(*, verifier: PeerVerifier, credentials: Credentials | None = None,
+                          **kwargs: Any) -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` twin of :func:`attested_client` (same arguments, errors)."""
+    kwargs = _client_kwargs(kwargs)
+    transport = AsyncAttestedTransport(verifier=verifier, credentials=credentials,
+                                       limits=kwargs.pop("limits", DEFAULT_LIMITS))
+    return httpx.AsyncClient(transport=transport, **kwargs)

@@ -173,15 +173,14 @@ def cmd_atls_get(args: argparse.Namespace) -> int:
     import httpx
 
     from ..atls._verify import PeerVerifier
-    from ..atls.transport import PEER_EXTENSION, AttestedTransport
+    from ..atls.transport import PEER_EXTENSION, attested_client
 
     _check_url(args.url)
     policy, verifier = _policy_and_verifier(args)
     clock = (lambda: float(args.now)) if args.now is not None else time.time
     peers = PeerVerifier(verifier=verifier, policy=policy, clock=clock, expiry=args.expiry)
-    transport = AttestedTransport(verifier=peers)
     try:
-        with httpx.Client(transport=transport, timeout=args.timeout) as client:
+        with attested_client(verifier=peers, timeout=args.timeout) as client:
             response = client.get(args.url)
     except httpx.HTTPError as exc:
         raise AtlsError(f"cannot fetch {args.url}: {exc or type(exc).__name__}; check the "

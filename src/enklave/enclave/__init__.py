@@ -75,17 +75,44 @@ def evidence(claims: bytes = b"", *, quote_version: int = 3) -> Evidence:
     simulated platform (``enklave sim init``; created on first use) and verifies only
     under the simulation trust anchor.
 
+    Binding and generic evidence: attested-TLS verifiers bind a certificate's key by the
+    same rule (report data = SHA-256(key encoding) || zeros). So claims that *are* a key
+    encoding are refused here: a DER SubjectPublicKeyInfo or PKCS#1 RSA key, an encoded
+    EC point, PEM text, or a TCG DICE claims map with ``"pubkey-hash"``. Otherwise an
+    ECALL that passes host-chosen bytes as the claims would let the host build a
+    certificate for its own key that verifies as this enclave's. Prefix application claims
+    with a context string (``b"myapp/nonce:" + nonce``); make TLS credentials with
+    :func:`enklave.atls.issue_credentials`. Verifiers can also restrict the certificate
+    formats they accept (``verify_certificate(..., formats=["tcg-dice"])``).
+
     Args:
         claims: bytes to bind (at most 64 KiB).
         quote_version: 3 (default) or 4 (SGX quote with nested certification data).
 
     Raises:
         NotInEnclaveError: called outside a running enclave.
+        EnklaveError: ``claims`` are a key encoding (code ``reserved_claims``).
         PlatformError: the simulated platform is unusable.
     """
     ctx = _current()
     return _evidence.make_evidence(
-        ctx.identity, ctx.sim_home, claims, quote_version=quote_version
+        ctx.identity, ctx.sim_home, claims, quote_version=quote_version, allow_reserved=False
+    )
+
+
+def _atls_evidence(claims: bytes) -> Evidence:
+    """Evidence for attested-TLS certificate issuance (``enklave.atls``) only.
+
+    Unlike :func:`evidence` it accepts reserved claims (a DICE claims map, an SPKI): the
+    issuer passes the encoding of a key it has just generated in this process. Never
+    route caller-supplied bytes here.
+
+    Raises:
+        NotInEnclaveError, PlatformError: as :func:`evidence`.
+    """
+    ctx = _current()
+    return _evidence.make_evidence(
+        ctx.identity, ctx.sim_home, claims, quote_version=3, allow_reserved=True
     )
 
 
