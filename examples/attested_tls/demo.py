@@ -15,9 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
-from enklave.atls.transport import AttestedTransport
+from enklave.atls.transport import attested_client
 from enklave.errors import PolicyError
 from enklave.package import build_app, generate_signing_key, write_bundle
 from enklave.verify import default_policy
@@ -50,7 +48,7 @@ def main() -> int:
 
         step("a client whose policy names this MRENCLAVE")
         verifier = client_verifier(sim_home, mrenclave=bundle.mrenclave)
-        with httpx.Client(transport=AttestedTransport(verifier=verifier)) as client:
+        with attested_client(verifier=verifier) as client:
             response = client.get(url)
         peer = response.extensions["enklave.peer"]
         print(f"HTTP {response.status_code}: {response.text}")
@@ -63,7 +61,7 @@ def main() -> int:
                                 policy=default_policy(mrenclave=[b"\x42" * 32],
                                                       allow_simulated=True))
         try:
-            with httpx.Client(transport=AttestedTransport(verifier=wrong)) as client:
+            with attested_client(verifier=wrong) as client:
                 client.get(url)
             print("UNEXPECTED: accepted")
             return 1

@@ -271,3 +271,28 @@ def test_mutated_cosmian_bundles_and_ias_reports_raise_only_typed_errors(world: 
         run_all(world, world.cert([(OIDS["ias-comment"], value)]))
         tried += 1
     print(f"\nbundle / IAS report fuzz: {tried} inputs")
+
+
+@settings(max_examples=500, deadline=None)
+@given(claims=st.one_of(
+    st.binary(max_size=300),
+    st.sampled_from([b"\x30", b"\xa1", b"\x04", b"\x02", b"-----BEGIN"]).flatmap(
+        lambda head: st.binary(max_size=140).map(lambda tail: head + tail)),
+))  # fmt: skip
+def test_reserved_claims_check_raises_only_its_typed_error(claims: bytes) -> None:
+    """enklave.enclave.evidence()'s guard: any bytes either pass or are refused with
+    code ``reserved_claims``; and whatever passes is no key-binding pre-image."""
+    from enklave.enclave._evidence import refuse_reserved
+
+    try:
+        refuse_reserved(claims)
+    except EnklaveError as exc:
+        assert exc.code == "reserved_claims"
+        return
+    try:
+        decode_claims(claims)
+    except EnklaveError:
+        pass
+    else:  # pragma: no cover - the failure path
+        pytest.fail("a DICE claims map passed the reserved-claims check")
+    assert not claims.startswith(b"-----BEGIN")

@@ -173,6 +173,24 @@ def test_rotation_rejects_a_non_positive_interval(evidence) -> None:
         RotatingCredentials(interval=0, evidence=evidence)
 
 
+@pytest.mark.parametrize("interval,lifetime", [
+    (86400, None), (90000, None), (60, dt.timedelta(seconds=60)), (61, dt.timedelta(minutes=1)),
+])  # fmt: skip
+def test_rotation_rejects_interval_not_below_lifetime(evidence, interval, lifetime) -> None:
+    """Rotating no sooner than the certificate expires would serve expired certificates."""
+    kwargs = {} if lifetime is None else {"lifetime": lifetime}
+    with pytest.raises(ConfigError, match="lifetime"):
+        RotatingCredentials(interval=interval, evidence=evidence, **kwargs)
+    below = (lifetime or dt.timedelta(days=1)).total_seconds() - 1
+    assert RotatingCredentials(interval=below, evidence=evidence, **kwargs).issued == 1
+
+
+def test_rotation_rejects_a_fixed_issue_time(evidence) -> None:
+    """A fixed now= would give every rotated certificate the same, ageing validity window."""
+    with pytest.raises(ConfigError, match="now"):
+        RotatingCredentials(interval=60, evidence=evidence, now=dt.datetime.now(dt.UTC))
+
+
 def test_contexts_leave_no_key_file_behind(evidence, tmp_path, monkeypatch) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()

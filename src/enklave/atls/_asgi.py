@@ -89,8 +89,12 @@ class _Exchange:
         if kind == "http.response.start":
             if self.started:
                 raise _app_error("http.response.start sent twice")
+            status = message.get("status")
+            if type(status) is not int or not 200 <= status <= 599:
+                # 1xx would need a final response after it, which ASGI cannot express
+                raise _app_error(f"response status {status!r} is not a final status (200-599)")
             self.started = True
-            self.pending = (message.get("status"), _headers(message.get("headers", ())))  # type: ignore[assignment]
+            self.pending = (status, _headers(message.get("headers", ())))
         elif kind == "http.response.body":
             if not self.started or self.finished:
                 raise _app_error("http.response.body outside a response")
@@ -109,7 +113,7 @@ class _Exchange:
             self.keep_alive = False
         headers = [(n, v) for n, v in headers if n not in (b"connection", b"transfer-encoding")]
         lengths = [v for n, v in headers if n == b"content-length"]
-        self.bodyless = self.req.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200
+        self.bodyless = self.req.method == "HEAD" or status in _NO_BODY_STATUSES
         if lengths:
             if len(lengths) != 1 or not lengths[0].isdigit():
                 raise _app_error("invalid content-length header")
@@ -118,9 +122,11 @@ class _Exchange:
             if status not in _NO_BODY_STATUSES:
                 headers.append((b"content-length", str(first_len).encode()))
             self.declared = first_len
+        elif self.bodyless:
+            pass  # 204/304/HEAD: no body follows the head, so no Transfer-Encoding either
         elif self.req.http_version == "1.1":
             headers.append((b"transfer-encoding", b"chunked"))
-            self.chunked = not self.bodyless
+            self.chunked = True
         else:
             self.keep_alive = False  # HTTP/1.0: the body ends when the connection does
         if not self.keep_alive:

@@ -34,7 +34,7 @@ __all__ = [
 def client_context(*, credentials: Credentials | None = None) -> ssl.SSLContext:
     """An SSL context for connecting to an attested-TLS server.
 
-    TLS 1.2 or newer. Certificate-chain and hostname checks are OFF on purpose
+    TLS 1.2 or newer, renegotiation off. Certificate-chain and hostname checks are OFF on purpose
     (``CERT_NONE``, ``check_hostname=False``): an attested server's certificate is
     self-signed inside the enclave, and the peer is authenticated by the attestation
     evidence in that certificate instead. A context from here is therefore only safe with
@@ -49,13 +49,14 @@ def client_context(*, credentials: Credentials | None = None) -> ssl.SSLContext:
         A new context the caller may adjust further (ciphers, ALPN).
     """
     if credentials is not None:
-        ctx = credentials.client_context()
+        ctx = credentials.new_client_context()  # never the shared one: callers may adjust it
     else:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     if ctx.minimum_version < ssl.TLSVersion.TLSv1_2:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
     return ctx
 
 

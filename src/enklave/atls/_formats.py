@@ -16,10 +16,13 @@ format details); nothing is trusted yet. Formats (OIDs as decoded):
   header v3 (SGX ECDSA format id) + quote + custom claims.
 * ``dstack``: 1.3.6.1.4.1.62397.1.1, a DER OCTET STRING holding a TDX quote and zero padding.
 * ``ias``: EPID/IAS reports (Integritee Netscape comment, Fortanix 1.3.6.1.4.1.49690.2.2.3).
+  A Netscape comment (2.16.840.1.113730.1.13) is read as IAS evidence only when it has
+  Integritee's shape ``{json}|base64|base64``; any other comment is an ordinary one, ignored.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +61,8 @@ _DSTACK_SIDE: Final = {
     "1.3.6.1.4.1.62397.1.2": "event_log", "1.3.6.1.4.1.62397.1.3": "app_id",
     "1.3.6.1.4.1.62397.1.4": "cert_usage",
 }  # fmt: skip
+NETSCAPE_COMMENT: Final = "2.16.840.1.113730.1.13"
+_IAS_COMMENT: Final = re.compile(rb"\{.*\}\|[A-Za-z0-9+/=]+\|[A-Za-z0-9+/=]+", re.DOTALL)
 _RANK: Final = {name: i for i, name in enumerate(dict.fromkeys(FORMAT_OIDS.values()))}
 
 
@@ -190,6 +195,8 @@ def find_evidence(cert: Certificate) -> list[CertEvidence]:
     for ext in cert.extensions:
         if ext.oid not in FORMAT_OIDS:
             continue
+        if ext.oid == NETSCAPE_COMMENT and not _IAS_COMMENT.fullmatch(ext.value):
+            continue  # an ordinary Netscape comment, not Integritee's IAS report
         try:
             found.append(_decode(ext, cert))
         except QuoteFormatError as exc:

@@ -49,6 +49,7 @@ _DICE_OID = x509.ObjectIdentifier(DICE_EVIDENCE_OID)
 #: OID's content, so the certificate really holds this OID. Written the same way here.
 _GRAMINE_LEGACY_OID = x509.ObjectIdentifier("0.6.9.42.840.113741.1337.6")
 
+DEFAULT_LIFETIME = _dt.timedelta(days=1)
 _PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 _Digest = hashes.SHA256 | hashes.SHA384
 EvidenceFn = Callable[[bytes], Evidence]
@@ -85,8 +86,9 @@ def _write_key_files(
 class Credentials:
     """A certificate with evidence and its private key, which stays in this process.
 
-    No attribute or method returns the private key unencrypted. The TLS contexts are
-    built once and cached.
+    No attribute or method returns the private key unencrypted. The contexts from
+    :meth:`server_context` and :meth:`client_context` are built once and shared; use
+    :meth:`new_client_context` for one of your own to adjust.
 
     Attributes:
         certificate_der: the self-signed certificate (DER).
@@ -141,11 +143,16 @@ class Credentials:
         """
         with self._lock:
             if self._client is None:
-                ctx = self._new_context(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-                self._client = ctx
+                self._client = self.new_client_context()
             return self._client
+
+    def new_client_context(self) -> ssl.SSLContext:
+        """Like :meth:`client_context` (same errors), but a new, unshared context each call
+        that the caller may adjust (ciphers, versions, ALPN)."""
+        ctx = self._new_context(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
 
     def _new_context(self, protocol: ssl._SSLMethod) -> ssl.SSLContext:
         """A fresh stdlib context loaded with this certificate and key.
@@ -159,6 +166,7 @@ class Credentials:
         """
         ctx = ssl.SSLContext(protocol)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.options |= ssl.OP_NO_RENEGOTIATION
         password = secrets.token_bytes(32)
         directory = Path(tempfile.mkdtemp(prefix="enklave-atls-"))
         try:
@@ -188,6 +196,7 @@ class Credentials:
             if self._pyopenssl is None:
                 ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
                 ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+                ctx.set_options(SSL.OP_NO_RENEGOTIATION)
                 ctx.use_certificate(self._certificate)
                 ctx.use_privatekey(self._key)
                 ctx.check_privatekey()
@@ -248,7 +257,7 @@ def issue_credentials(
     *,
     key_type: str = "ec-p256",
     subject: str = "enklave",
-    lifetime: _dt.timedelta = _dt.timedelta(days=1),
+    lifetime: _dt.timedelta = DEFAULT_LIFETIME,
     gramine_legacy: bool = False,
     extra_claims: Mapping[str, bytes] | None = None,
     evidence: EvidenceFn | None = None,
@@ -327,15 +336,25 @@ class RotatingCredentials:
         """Issue the first credentials now.
 
         Args:
-            interval: seconds after which :meth:`current` issues new credentials.
+            interval: seconds after which :meth:`current` issues new credentials; less
+                than the certificates' ``lifetime``, so none is served after it expired.
             clock: monotonic seconds (injectable for tests).
-            **issue_kwargs: passed to :func:`issue_credentials` on every issue.
+            **issue_kwargs: passed to :func:`issue_credentials` on every issue (not
+                ``now``: every issue uses the current time).
 
         Raises:
-            ConfigError: ``interval`` is not positive, or the issue arguments are invalid.
+            ConfigError: ``interval`` is not positive or not below ``lifetime``, ``now``
+                was given, or the issue arguments are invalid.
         """
         if not interval > 0:
             raise ConfigError("rotation interval must be a positive number of seconds")
+        if "now" in issue_kwargs:
+            raise ConfigError("RotatingCredentials issues at the current time: leave out now=")
+        lifetime = issue_kwargs.get("lifetime", DEFAULT_LIFETIME)
+        if isinstance(lifetime, _dt.timedelta) and interval >= lifetime.total_seconds():
+            raise ConfigError(f"rotation interval {interval}s is not below the certificate "
+                              f"lifetime ({lifetime.total_seconds():g}s): certificates would "
+                              "expire first; use a shorter interval or a longer lifetime")
         self.interval = float(interval)
         self._clock = clock
         self._issue_kwargs = dict(issue_kwargs)

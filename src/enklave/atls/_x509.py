@@ -153,7 +153,8 @@ def _spki(node: _der.Node) -> tuple[str, bytes]:
         curve = _der.decode_oid(kids[1])
         if curve in _CURVES:
             return _CURVES[curve], raw
-    elif oid == "1.2.840.113549.1.1.1" and len(kids) == 2 and kids[1].tag == _NULL:
+    elif (oid == "1.2.840.113549.1.1.1" and len(kids) == 2 and kids[1].tag == _NULL
+          and kids[1].value == b""):  # rsaEncryption's parameters: exactly NULL (05 00)
         modulus = _kids(_der.parse(raw), _der.SEQUENCE, "RSA public key", (2, 2))[0]
         bits = int.from_bytes(_prim(modulus, _der.INTEGER, "RSA modulus"), "big").bit_length()
         return f"rsa-{bits}", raw

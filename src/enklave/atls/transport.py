@@ -44,16 +44,9 @@ import httpx
 
 from .. import errors
 from . import _client
-from ._transport_async import AsyncBackend, AsyncResponseStream
-from ._transport_base import (
-    DEFAULT_LIMITS,
-    PEER_EXTENSION,
-    core_request,
-    mapped,
-    peer_of,
-    refuse_plain,
-    remember_cause,
-)
+from . import _transport_async as _async
+from . import _transport_base as _base
+from ._transport_base import PEER_EXTENSION
 
 if typing.TYPE_CHECKING:
     from ._issue import Credentials
@@ -79,10 +72,10 @@ class _TcpStream(httpcore.NetworkStream):
         self._verifier = verifier
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        refuse_plain()
+        _base.refuse_plain()
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        refuse_plain()
+        _base.refuse_plain()
 
     def close(self) -> None:
         self._inner.close()
@@ -99,7 +92,7 @@ class _TcpStream(httpcore.NetworkStream):
             peer = self._verifier.verify(der)
         except BaseException as exc:
             tls.close()
-            remember_cause(exc)
+            _base.remember_cause(exc)
             raise
         return _AttestedStream(tls, peer)
 
@@ -150,7 +143,7 @@ class _ResponseStream(httpx.SyncByteStream):
         self._stream = stream
 
     def __iter__(self) -> Iterator[bytes]:
-        with mapped():
+        with _base.mapped():
             yield from self._stream
 
     def close(self) -> None:
@@ -178,7 +171,7 @@ class AttestedTransport(httpx.BaseTransport):
     """
 
     def __init__(self, *, verifier: PeerVerifier, credentials: Credentials | None = None,
-                 limits: httpx.Limits = DEFAULT_LIMITS, local_address: str | None = None,
+                 limits: httpx.Limits = _base.DEFAULT_LIMITS, local_address: str | None = None,
                  retries: int = 0) -> None:
         self._verifier = verifier
         self._pool = httpcore.ConnectionPool(
@@ -201,11 +194,11 @@ class AttestedTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` over an attested connection (a new one is attested first)."""
-        core = core_request(request)
-        with mapped():
+        core = _base.core_request(request)
+        with _base.mapped():
             resp = self._pool.handle_request(core)
         try:
-            peer = peer_of(resp)
+            peer = _base.peer_of(resp)
         except errors.AtlsError:
             resp.close()
             raise
@@ -219,7 +212,7 @@ class AttestedTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         """Close every pooled connection."""
-        with mapped():
+        with _base.mapped():
             self._pool.close()
 
 
@@ -229,7 +222,7 @@ class AsyncAttestedTransport(httpx.AsyncBaseTransport):
     ``verifier`` must tolerate calls from several threads."""
 
     def __init__(self, *, verifier: PeerVerifier, credentials: Credentials | None = None,
-                 limits: httpx.Limits = DEFAULT_LIMITS, local_address: str | None = None,
+                 limits: httpx.Limits = _base.DEFAULT_LIMITS, local_address: str | None = None,
                  retries: int = 0) -> None:
         self._verifier = verifier
         self._pool = httpcore.AsyncConnectionPool(
@@ -241,7 +234,7 @@ class AsyncAttestedTransport(httpx.AsyncBaseTransport):
             http2=False,
             retries=retries,
             local_address=local_address,
-            network_backend=AsyncBackend(verifier),
+            network_backend=_async.AsyncBackend(verifier),
         )
 
     @property
@@ -252,11 +245,11 @@ class AsyncAttestedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` over an attested connection (a new one is attested first)."""
-        core = core_request(request)
-        with mapped():
+        core = _base.core_request(request)
+        with _base.mapped():
             resp = await self._pool.handle_async_request(core)
         try:
-            peer = peer_of(resp)
+            peer = _base.peer_of(resp)
         except errors.AtlsError:
             await resp.aclose()
             raise
@@ -264,13 +257,13 @@ class AsyncAttestedTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=resp.status,
             headers=resp.headers,
-            stream=AsyncResponseStream(resp.stream),
+            stream=_async.AsyncResponseStream(resp.stream),
             extensions={**resp.extensions, PEER_EXTENSION: peer},
         )
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        with mapped():
+        with _base.mapped():
             await self._pool.aclose()
 
 
@@ -313,7 +306,7 @@ def attested_client(*, verifier: PeerVerifier, credentials: Credentials | None =
     """
     kwargs = _client_kwargs(kwargs)
     transport = AttestedTransport(verifier=verifier, credentials=credentials,
-                                  limits=kwargs.pop("limits", DEFAULT_LIMITS))
+                                  limits=kwargs.pop("limits", _base.DEFAULT_LIMITS))
     return httpx.Client(transport=transport, **kwargs)
 
 
@@ -322,5 +315,5 @@ def async_attested_client(*, verifier: PeerVerifier, credentials: Credentials | 
     """The ``httpx.AsyncClient`` twin of :func:`attested_client` (same arguments, errors)."""
     kwargs = _client_kwargs(kwargs)
     transport = AsyncAttestedTransport(verifier=verifier, credentials=credentials,
-                                       limits=kwargs.pop("limits", DEFAULT_LIMITS))
+                                       limits=kwargs.pop("limits", _base.DEFAULT_LIMITS))
     return httpx.AsyncClient(transport=transport, **kwargs)
