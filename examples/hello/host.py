@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from enklave.host import Enclave
@@ -37,12 +39,24 @@ class BlobStore:
         return path.read_bytes() if path.exists() else None
 
 
-def open_hello(bundle: Path, store_dir: Path, *, quiet: bool = False, **kwargs: object) -> Enclave:
-    store = BlobStore(store_dir)
+def ocalls(state_dir: Path, *, log: Callable[[str], None] | None = None
+           ) -> dict[str, Callable[..., object]]:
+    """The host functions for hello's OCALLs: sealed blobs under ``state_dir``, the log.
 
+    ``enklave serve hello.bundle --ocalls host.py --state DIR`` calls this; the log goes
+    to stderr unless ``log`` is given.
+    """
+    store = BlobStore(Path(state_dir))
+
+    def to_stderr(line: str) -> None:
+        print(f"  [enclave log] {line}", file=sys.stderr, flush=True)
+
+    return {"log": log or to_stderr, "store_put": store.put, "store_get": store.get}
+
+
+def open_hello(bundle: Path, store_dir: Path, *, quiet: bool = False, **kwargs: object) -> Enclave:
     def log(line: str) -> None:
         if not quiet:
             print(f"  [enclave log] {line}")
 
-    ocalls = {"log": log, "store_put": store.put, "store_get": store.get}
-    return Enclave.open(bundle, ocalls=ocalls, **kwargs)  # type: ignore[arg-type]
+    return Enclave.open(bundle, ocalls=ocalls(store_dir, log=log), **kwargs)  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ from ..errors import EnclaveCallError, EnclaveClosed, EnclaveLoadError, EnclaveL
 from ..models.identity import Identity
 from ._aio import AsyncEnclave
 from ._enclave import BACKENDS, Enclave
+from ._remote import RemoteEnclave
+from ._serve import Serving, load_ocalls, serve, start_serving
 
 __all__ = [
     "BACKENDS",
@@ -27,4 +29,9 @@ __all__ = [
     "EnclaveLoadError",
     "EnclaveLost",
     "Identity",
+    "RemoteEnclave",
+    "Serving",
+    "load_ocalls",
+    "serve",
+    "start_serving",
 ]
