@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import EnklaveError
-from . import _atls, _attest, _collateral
+from . import _atls, _attest, _collateral, _doctor, _gramine, _image, _k8s
+from . import _serve as _serve_cli
 from ._commands import (
     cmd_build,
     cmd_genkey,
@@ -69,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     _collateral.add_sim_pccs(sim_sub)
     _collateral.register(sub)
     _atls.register(sub)
+    _gramine.register(sub)
+    _serve_cli.register(sub)
+    _k8s.register(sub)
+    _doctor.register(sub)
+    _image.register(sub)
     return p
 
 

@@ -71,9 +71,9 @@ def evidence(claims: bytes = b"", *, quote_version: int = 3) -> Evidence:
 
     The quote's report data is SHA-256(``claims``) followed by 32 zero bytes, so a
     verifier that is given the claims knows they came from this enclave (put a
-    verifier's nonce or a public key in them). In simulation the quote is signed by the
-    simulated platform (``enklave sim init``; created on first use) and verifies only
-    under the simulation trust anchor.
+    verifier's nonce or a public key in them, after a context string). In simulation the
+    quote is signed by the simulated platform (``enklave sim init``; created on first use)
+    and verifies only under the simulation trust anchor.
 
     Binding and generic evidence: attested-TLS verifiers bind a certificate's key by the
     same rule (report data = SHA-256(key encoding) || zeros). So claims that *are* a key
@@ -95,9 +95,8 @@ def evidence(claims: bytes = b"", *, quote_version: int = 3) -> Evidence:
         PlatformError: the simulated platform is unusable.
     """
     ctx = _current()
-    return _evidence.make_evidence(
-        ctx.identity, ctx.sim_home, claims, quote_version=quote_version, allow_reserved=False
-    )
+    _evidence.refuse_reserved(claims)  # whatever backend quotes them next
+    return _evidence.make_evidence(ctx.identity, ctx.sim_home, claims, quote_version=quote_version)
 
 
 def _atls_evidence(claims: bytes) -> Evidence:
@@ -111,9 +110,7 @@ def _atls_evidence(claims: bytes) -> Evidence:
         NotInEnclaveError, PlatformError: as :func:`evidence`.
     """
     ctx = _current()
-    return _evidence.make_evidence(
-        ctx.identity, ctx.sim_home, claims, quote_version=3, allow_reserved=True
-    )
+    return _evidence.make_evidence(ctx.identity, ctx.sim_home, claims, quote_version=3)
 
 
 def peer_trust_anchor() -> TrustAnchor:
@@ -154,17 +151,30 @@ def _seal_identity() -> _sealing.SealIdentity:
     )
 
 
-def _seal_secret() -> bytes:
-    """The platform seal secret, separated for debug enclaves.
+def _seal_secret(policy: str) -> bytes:
+    """The platform seal secret for ``policy``, separated for debug enclaves.
+
+    Simulation: one platform secret for both policies (the policy's identity goes into
+    the key derivation). Gramine-SGX: the hardware seal key of the policy,
+    ``/dev/attestation/keys/_sgx_mrenclave`` for ``"unique"`` and ``_sgx_mrsigner`` for
+    ``"product"``, used only as HKDF input (never directly as a cipher key).
 
     As SGX folds the DEBUG attribute into seal-key derivation, a debug build (whose
     memory can be inspected) must never derive a production enclave's seal keys, even
     with the same signer and product id.
+
+    Raises:
+        PlatformError: (Gramine) the seal key cannot be read.
     """
     ctx = _current()
+    secret = ctx.platform_secret
+    if not ctx.identity.simulated:
+        from ..backends.gramine._attestation import active
+
+        secret = active().seal_key(policy)
     if ctx.identity.debug:
-        return hashlib.sha256(b"enklave-debug-seal-secret\x00" + ctx.platform_secret).digest()
-    return ctx.platform_secret
+        return hashlib.sha256(b"enklave-debug-seal-secret\x00" + secret).digest()
+    return secret
 
 
 def seal(data: bytes, *, policy: Literal["unique", "product"], aad: bytes = b"") -> bytes:
@@ -178,7 +188,7 @@ def seal(data: bytes, *, policy: Literal["unique", "product"], aad: bytes = b"")
         SealError: data too large or an unknown policy.
     """
     return _sealing.seal(
-        _seal_secret(), _seal_identity(), data, policy=policy, aad=aad
+        _seal_secret(policy), _seal_identity(), data, policy=policy, aad=aad
     )
 
 
@@ -189,4 +199,7 @@ def unseal(blob: bytes, *, aad: bytes = b"") -> bytes:
         SealError: tampered blob, wrong ``aad``, sealed by another enclave / signer /
             product, or by a newer SVN than this enclave's (rollback refused).
     """
-    return _sealing.unseal(_seal_secret(), _seal_identity(), blob, aad=aad)
+    policy = "unique"  # simulation: one secret for both policies
+    if not _current().identity.simulated:  # Gramine: the key depends on the blob's policy
+        policy = str(_sealing.inspect_blob(blob)["policy"])
+    return _sealing.unseal(_seal_secret(policy), _seal_identity(), blob, aad=aad)

@@ -1,4 +1,7 @@
-"""Evidence production inside the enclave (simulation backend).
+"""Evidence production inside the enclave (simulation and Gramine-SGX backends).
+
+On the Gramine backend (the identity is not simulated) the quote comes from
+``/dev/attestation`` (:class:`enklave.backends.gramine.GramineAttestation`).
 
 On SGX hardware the enclave's REPORT is made by the CPU (EREPORT) and turned into a
 quote by Intel's Quoting Enclave. In simulation both steps are done in software by the
@@ -81,9 +84,14 @@ def _reserved_kind(claims: bytes) -> str | None:
 def refuse_reserved(claims: bytes) -> None:
     """Refuse claims that an attested-TLS verifier would read as naming a TLS key.
 
+    Every public evidence path calls this before quoting (non-bytes are left to the
+    quoting function's own type check).
+
     Raises:
         EnklaveError: code ``reserved_claims``.
     """
+    if type(claims) is not bytes:
+        return
     kind = _reserved_kind(claims)
     if kind is not None:
         raise EnklaveError(
@@ -95,26 +103,26 @@ def refuse_reserved(claims: bytes) -> None:
         )
 
 
-def make_evidence(
-    ident: Identity, home: Path, claims: bytes, *, quote_version: int, allow_reserved: bool
-) -> Evidence:
+def make_evidence(ident: Identity, home: Path, claims: bytes, *, quote_version: int) -> Evidence:
     """A quote over ``ident`` with report_data = SHA-256(claims) || zeros, plus the claims.
 
-    Args:
-        allow_reserved: skip :func:`refuse_reserved` (only for enklave's own certificate
-            issuance, whose claims name a key generated in this process).
+    It does not refuse reserved claims: callers exposed to untrusted claims (the public
+    ``enklave.enclave.evidence``) call :func:`refuse_reserved` first.
 
     Raises:
-        EnklaveError: claims are not bytes, or reserved (code ``reserved_claims``).
+        EnklaveError: claims are not bytes.
         PlatformError: the simulated platform cannot be loaded or created.
         QuoteFormatError: claims too large.
     """
     if type(claims) is not bytes:
         raise EnklaveError("evidence claims must be bytes (e.g. JSON or CBOR you encode)")
-    if not allow_reserved:
-        refuse_reserved(claims)
     if quote_version not in (3, 4):
         raise EnklaveError("quote_version must be 3 or 4")
+    if not ident.simulated:  # Gramine-SGX: the quoting enclave picks the quote version
+        from ..backends.gramine._attestation import active
+
+        quote_bytes = active().quote(report_data_for(claims)).raw
+        return Evidence(quote=quote_bytes, claims=claims, simulated=False)
     platform = _platform(home)
     quote = platform.quote(
         report_data_for(claims),

@@ -9,6 +9,8 @@ channel goes on; only framing errors and EOF end it (the process then exits).
 from __future__ import annotations
 
 import logging
+import select
+import socket
 import threading
 import traceback
 from collections.abc import Callable
@@ -19,15 +21,25 @@ from .._interface import Interface
 from ..channel import Endpoint, Message, Mux
 from ..channel._messages import ECALL, ERROR, OCALL, OERROR, ORETURN, RETURN, error_record
 from ..channel._wire import call_frame, reply_frame, text_cbor
-from ..errors import BoundsError, EnclaveLost, EnklaveError, OcallError, ProtocolError
+from ..errors import (
+    BoundsError,
+    EnclaveLost,
+    EnklaveError,
+    InterfaceError,
+    OcallError,
+    ProtocolError,
+)
 from ..models.identity import Identity
 
-__all__ = ["Runtime"]
+__all__ = ["RESERVED_PREFIX", "Runtime"]
 
 log = logging.getLogger("enklave.enclave")
 _UNROUTED = "unrouted"
 #: The enclave polls its channel this long before blocking, when no ECALL is running.
 ENCLAVE_SPIN_US = 50
+#: Runtime ECALLs (e.g. the gateway's) are named with this prefix; app names cannot start
+#: with "_" (:mod:`enklave._interface`), so no app can declare or shadow them.
+RESERVED_PREFIX = "__enklave_"
 #: A served ECALL: (argument check, the app's function, result check).
 _Handler = tuple[Callable[[list[Any]], list[Any]], Callable[..., Any], Callable[[object], object]]
 
@@ -46,6 +58,7 @@ class Runtime:
         files: dict[str, bytes],
         max_threads: int,
         sim_home: Path | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         self.identity = identity
         self.platform_secret = platform_secret
@@ -54,6 +67,9 @@ class Runtime:
         self._interface = interface
         self._ocall_names = {name: text_cbor(name) for name in interface.ocalls}
         self._handlers: dict[str, _Handler] = {}
+        self._declared: dict[str, _Handler] = {}
+        self._reserved: dict[str, _Handler] = {}
+        self._sock = sock
         self.set_ecalls(ecalls)
         self._max_threads = max_threads
         self._local = threading.local()
@@ -86,11 +102,51 @@ class Runtime:
         Each declared ECALL becomes a handler: its compiled argument check, the
         function, its compiled result check. Undeclared functions are never served.
         """
-        self._handlers = {
+        self._declared = {
             name: (spec.check_args, ecalls[name], spec.check_result)
             for name, spec in self._interface.ecalls.items()
             if name in ecalls
         }
+        self._handlers = {**self._declared, **self._reserved}
+
+    def reserve(self, name: str, handler: _Handler) -> None:
+        """Serve a runtime ECALL (``__enklave_...``: a name no app can declare) on the channel.
+
+        Such ECALLs are reachable from the host only, never through :meth:`ecall_handler`.
+
+        Raises:
+            InterfaceError: ``name`` is not in the reserved ``__enklave_`` namespace.
+        """
+        if not name.startswith(RESERVED_PREFIX):
+            raise InterfaceError(f"runtime ECALL {name!r} must start with {RESERVED_PREFIX!r}")
+        self._reserved[name] = handler
+        self._handlers = {**self._declared, **self._reserved}
+
+    def ecall_handler(self, name: str) -> _Handler | None:
+        """The app's declared ECALL ``name`` as served on the channel: (argument check,
+        function, result check), or None. Runtime-reserved ECALLs are never returned."""
+        return self._declared.get(name)
+
+    def host_closed(self) -> bool:
+        """True once the host has closed the channel (checked without reading a frame).
+
+        Threads parked outside the channel (the gateway's) call this to notice the end:
+        at EOF the channel is marked dead, which ends :meth:`serve`.
+        """
+        if self.mux.dead is not None:
+            return True
+        if self._sock is None:
+            return False
+        try:
+            ready, _, _ = select.select([self._sock], [], [], 0)
+            if not ready or self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                return False
+        except BlockingIOError:
+            return False
+        except OSError:
+            pass  # a broken channel is a closed one
+        self.mux.kill("the host closed the channel")
+        return True
 
     # -- serving ---------------------------------------------------------------
     def serve(self) -> None:

@@ -31,7 +31,7 @@ from ._session import Session
 __all__ = ["BACKENDS", "Enclave"]
 
 log = logging.getLogger("enklave.host")
-BACKENDS = ("simulation",)
+BACKENDS = ("simulation", "gramine", "auto")
 OcallTable = Mapping[str, Callable[..., Any]]
 
 
@@ -80,13 +80,24 @@ class Enclave:
     """
 
     def __init__(
-        self, bundle_path: Path, *, ocalls: OcallTable, sim_home: Path, load_timeout: float
+        self,
+        bundle_path: Path,
+        *,
+        ocalls: OcallTable,
+        sim_home: Path,
+        load_timeout: float,
+        gramine_dir: Path | None = None,
     ) -> None:
         bundle = read_bundle(bundle_path)
         self.bundle_path = bundle_path
         self.config = bundle.config
         self.interface: Interface = bundle.interface
+        self._gramine_dir = gramine_dir
         self._expected_mrenclave = bundle.mrenclave
+        if gramine_dir is not None:  # under SGX, MRENCLAVE is the signed manifest's
+            from ..backends.gramine import read_signed_mrenclave
+
+            self._expected_mrenclave = read_signed_mrenclave(gramine_dir)
         self._ocalls = _check_ocalls(bundle.interface, ocalls)
         self._sim_home = sim_home
         self._load_timeout = load_timeout
@@ -113,29 +124,46 @@ class Enclave:
         ocalls: OcallTable | None = None,
         sim_home: str | Path | None = None,
         load_timeout: float = 30.0,
+        gramine_dir: str | Path | None = None,
     ) -> Enclave:
         """Start the enclave in ``bundle`` and wait until it has verified itself.
 
         Args:
             bundle: a bundle file from ``enklave build``.
-            backend: ``"simulation"`` (a software platform: no hardware protection).
+            backend: ``"simulation"`` (a software platform: no hardware protection),
+                ``"gramine"`` (real SGX through ``gramine-sgx``; needs an SGX device,
+                Gramine and a signed manifest, never falls back) or ``"auto"`` (gramine
+                when the device and ``gramine-sgx`` are present, else simulation; the
+                choice is logged). See docs/gramine.md.
             ocalls: host functions for every OCALL the enclave declares.
             sim_home: the simulated platform directory (default ``ENKLAVE_SIM_HOME``).
             load_timeout: seconds to wait for the enclave to report ready.
+            gramine_dir: (gramine) the directory holding ``enklave.manifest.sgx`` and
+                ``enklave.sig`` (default ``BUNDLE.gramine/``, as written by
+                ``enklave gramine manifest BUNDLE --sign``).
 
         Raises:
             ConfigError: unknown backend, or ``ocalls`` does not match the declared OCALLs.
+            PlatformError: backend "gramine" without an SGX device, ``gramine-sgx`` or a
+                signed manifest.
             BundleError: the bundle file is unreadable or malformed.
             EnclaveLoadError: the enclave refused to load (signature, measurement,
                 interface); no application code ran.
         """
+        from ..backends.gramine import default_manifest_dir, select_backend
+
         if backend not in BACKENDS:
-            raise ConfigError(
-                f"unknown backend {backend!r}; available here: {', '.join(BACKENDS)} "
-                "(real SGX through Gramine is not available in this version)"
-            )
+            raise ConfigError(f"unknown backend {backend!r}; use one of: {', '.join(BACKENDS)}")
+        chosen = select_backend(backend)
+        path = Path(bundle)
+        manifests = None
+        if chosen == "gramine":
+            manifests = Path(gramine_dir) if gramine_dir is not None else default_manifest_dir(path)
         home = Path(sim_home) if sim_home is not None else default_sim_home()
-        return cls(Path(bundle), ocalls=ocalls or {}, sim_home=home, load_timeout=load_timeout)
+        return cls(
+            path, ocalls=ocalls or {}, sim_home=home, load_timeout=load_timeout,
+            gramine_dir=manifests,
+        )  # fmt: skip
 
     # -- lifecycle -------------------------------------------------------------
     def _start(self) -> None:
@@ -145,6 +173,7 @@ class Enclave:
             sim_home=self._sim_home,
             load_timeout=self._load_timeout,
             spin_gate=self._alone if self._max_threads > 1 else None,
+            gramine_dir=self._gramine_dir,
         )
         if session.identity.mrenclave != self._expected_mrenclave:
             session.close()

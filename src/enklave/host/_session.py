@@ -1,8 +1,11 @@
-"""One running enclave process and its channel (simulation backend).
+"""One running enclave process and its channel.
 
-The enclave is a child process started with ``python -I`` (no PYTHON* variables, no
-user site, no current directory on the path) and only the environment variables its
-config allows, connected to the host by a private ``socketpair``.
+Simulation backend: the enclave is a child process started with ``python -I`` (no
+PYTHON* variables, no user site, no current directory on the path) and only the
+environment variables its config allows, connected to the host by a private
+``socketpair``. Gramine-SGX backend: the child is ``gramine-sgx enklave`` (the signed
+manifest fixes argv and environment) and connects back over loopback TCP with a
+one-time token (:mod:`enklave.backends.gramine._channel`).
 """
 
 from __future__ import annotations
@@ -44,12 +47,40 @@ class Session:
         sim_home: Path,
         load_timeout: float,
         spin_gate: Callable[[], bool] | None = None,
+        gramine_dir: Path | None = None,
     ) -> None:
         """Start the enclave process and wait for its READY.
 
         ``spin_gate`` tells the channel reader whether it may poll (see
-        :class:`~enklave.channel.Endpoint`); by default it always may.
+        :class:`~enklave.channel.Endpoint`); by default it always may. With
+        ``gramine_dir`` (the directory of a signed ``enklave.manifest.sgx``) the enclave
+        runs under ``gramine-sgx`` (Gramine-SGX backend) instead of a plain interpreter.
         """
+        if gramine_dir is not None:
+            parent = self._spawn_gramine(gramine_dir, load_timeout)
+        else:
+            parent = self._spawn_simulation(bundle_path, config, sim_home)
+        self._reaped = threading.Lock()
+        self.endpoint = Endpoint(parent, max_frame=MAX_FRAME)
+        try:
+            self.identity = self._handshake(parent, load_timeout)
+        except BaseException:
+            self.close()
+            raise
+        if spin_gate is not None:
+            self.endpoint.spin_gate = spin_gate
+        self.mux = Mux(
+            self.endpoint,
+            route=None,  # by call id
+            make_lost=self._lost,
+            on_bad=self._bad_frame,
+            on_unroutable=self._unroutable,
+        )
+
+    def _spawn_simulation(
+        self, bundle_path: Path, config: AppConfig, sim_home: Path
+    ) -> socket.socket:
+        """Start ``python -I -m enklave.enclave._main`` on one end of a socketpair."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {k: os.environ[k] for k in config.allowed_env if k in os.environ}
         env["MALLOC_ARENA_MAX"] = "2"
@@ -68,22 +99,34 @@ class Session:
             raise EnclaveLoadError(f"cannot start the enclave process: {exc}") from exc
         finally:
             child.close()
-        self._reaped = threading.Lock()
-        self.endpoint = Endpoint(parent, max_frame=MAX_FRAME)
-        try:
-            self.identity = self._handshake(parent, load_timeout)
-        except BaseException:
-            self.close()
-            raise
-        if spin_gate is not None:
-            self.endpoint.spin_gate = spin_gate
-        self.mux = Mux(
-            self.endpoint,
-            route=None,  # by call id
-            make_lost=self._lost,
-            on_bad=self._bad_frame,
-            on_unroutable=self._unroutable,
-        )
+        return parent
+
+    def _spawn_gramine(self, manifest_dir: Path, timeout: float) -> socket.socket:
+        """Start ``gramine-sgx enklave`` in ``manifest_dir``; accept its loopback connection.
+
+        The manifest's argv is fixed, so the channel address travels in the one variable
+        the manifest passes through (``ENKLAVE_CHANNEL``); Gramine passes no other host
+        variable into the enclave, so the launcher gets the host's environment.
+        """
+        from ..backends.gramine._channel import CHANNEL_ENV, accept_enclave, new_channel
+        from ..backends.gramine._select import gramine_command
+
+        cmd, cwd = gramine_command(manifest_dir)
+        listener, token, address = new_channel()
+        env = dict(os.environ, **{CHANNEL_ENV: address})
+        with listener:
+            try:
+                self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+            except OSError as exc:
+                raise EnclaveLoadError(f"cannot start gramine-sgx: {exc}") from exc
+            try:
+                return accept_enclave(
+                    listener, token, timeout=timeout, alive=lambda: self.proc.poll() is None
+                )
+            except EnclaveLoadError:
+                self.proc.kill()
+                self.proc.wait()
+                raise
 
     @property
     def pid(self) -> int:

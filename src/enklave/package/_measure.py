@@ -48,6 +48,7 @@ TRUSTED_RUNTIME: tuple[str, ...] = (
     "_simplatform.py",
     "backends/__init__.py",
     "backends/simulation/",
+    "backends/gramine/",
     "atls/",
     "channel/",
     "collateral/__init__.py",
