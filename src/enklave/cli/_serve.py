@@ -32,6 +32,8 @@ def register(sub: Any) -> None:
                    help="simulated platform directory (default ENKLAVE_SIM_HOME)")
     s.add_argument("--state", type=Path, metavar="DIR",
                    help="state directory passed to ocalls() (default $TMPDIR/enklave-state)")
+    s.add_argument("--backend", choices=("simulation", "gramine", "auto"), default=None,
+                   help="default: ENKLAVE_BACKEND, else simulation; gramine never falls back")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("call", help="call an ECALL of an enclave served by `enklave serve`, "
@@ -52,7 +54,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..host._serve import serve
 
     return serve(args.bundle, port=args.port, bind=args.bind, ocalls_file=args.ocalls,
-                 sim_home=args.sim_home, state_dir=args.state)  # fmt: skip
+                 sim_home=args.sim_home, state_dir=args.state,
+                 backend=args.backend)  # fmt: skip
 
 
 def from_json_arg(text: str) -> Any:

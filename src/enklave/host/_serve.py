@@ -146,17 +146,25 @@ def start_serving(
     bind: str = "127.0.0.1",
     ocalls: Mapping[str, Callable[..., Any]] | None = None,
     sim_home: str | Path | None = None,
+    backend: str | None = None,
 ) -> Serving:
     """Open the enclave, have it listen on ``bind:port`` and donate its threads.
 
+    ``backend`` is "simulation", "gramine" or "auto"; None reads ``ENKLAVE_BACKEND``
+    (what the Kubernetes manifests set) and defaults to simulation. "gramine" never falls
+    back to simulation.
+
     Raises:
         ConfigError, BundleError, EnclaveLoadError: as :meth:`Enclave.open`.
+        PlatformError: "gramine" was asked for but SGX or Gramine is missing.
         EnclaveCallError: the enclave could not listen (code ``listen``: port in use or
             address not available) or issue its TLS credentials.
     """
     if not 0 <= port <= 65535:
         raise ConfigError(f"port {port} is not in 0..65535")
-    enc = Enclave.open(bundle, ocalls=ocalls, sim_home=sim_home)
+    from ..backends.gramine import select_backend
+
+    enc = Enclave.open(bundle, backend=select_backend(backend), ocalls=ocalls, sim_home=sim_home)
     try:
         bound = enc.ecall(_START, [port, bind])
     except BaseException:
@@ -174,6 +182,7 @@ def serve(
     sim_home: str | Path | None = None,
     state_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
+    backend: str | None = None,
 ) -> int:
     """Serve ``bundle``'s ECALLs over attested TLS until SIGTERM/SIGINT; return 0.
 
@@ -184,6 +193,7 @@ def serve(
         sim_home: the simulated platform directory (default ``ENKLAVE_SIM_HOME``).
         state_dir: passed to ``ocalls()`` (default :func:`default_state_dir`).
         log: where the banner goes (default: stderr).
+        backend: as :func:`start_serving` (None: ``ENKLAVE_BACKEND``, else simulation).
 
     Raises:
         ConfigError, EnclaveLoadError, EnclaveCallError: as :func:`start_serving`,
@@ -193,7 +203,7 @@ def serve(
     say = log or _stderr
     table = load_ocalls(ocalls_file, state_dir or default_state_dir()) if ocalls_file else None
     with _signals_set() as stop, start_serving(
-        bundle, port=port, bind=bind, ocalls=table, sim_home=sim_home
+        bundle, port=port, bind=bind, ocalls=table, sim_home=sim_home, backend=backend
     ) as serving:
         say(serving.banner())
         while not (stop.is_set() or serving.stopped.is_set()):
