@@ -129,3 +129,16 @@ def _no_leftover_containers(podman_env):
     yield
     assert podman("ps", "-a", "--filter", f"ancestor={HELLO_TAG}",
                   "--format", "{{.Names}}").strip() == ""
+
+
+def test_cli_image_build_prints_identity(hello_image, key_pem, base_image, capsys):
+    from enklave.cli import main
+
+    info, _ = hello_image
+    assert main(["image", "build", str(HELLO_DIR), "--key", str(key_pem), "--base",
+                 base_image, "--tag", HELLO_TAG, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tag"] == HELLO_TAG
+    assert out["mrenclave"] == image_labels(HELLO_TAG)["io.enklave.mrenclave"]
+    assert main(["image", "base", "--tag", base_image]) == 0  # exists: reused, not rebuilt
+    assert "exists" in capsys.readouterr().err
