@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ecall.py
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/atls.py
+	$(BIN)/python bench/image.py
 
 clean:
 	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache
