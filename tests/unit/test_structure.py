@@ -91,7 +91,8 @@ def test_runtime_file_list_is_stable_and_covers_the_parts() -> None:
 @pytest.mark.parametrize(
     "name", ["enklave.enclave", "enklave.host", "enklave.package", "enklave.channel",
              "enklave.models", "enklave.errors", "enklave.verify", "enklave.collateral",
-             "enklave.backends.simulation", "enklave.atls", "enklave.atls.transport", "enklave.deploy"]
+             "enklave.backends.simulation", "enklave.atls", "enklave.atls.transport",
+             "enklave.deploy"]
 )
 def test_all_matches_exports(name: str) -> None:
     module = importlib.import_module(name)
