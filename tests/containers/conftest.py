@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from _podman_testkit import HELLO_DIR, HELLO_TAG, containers_conf_text
 
 from enklave.package import write_private_key
+
+from ._podman_testkit import HELLO_DIR, HELLO_TAG, containers_conf_text
 
 
 @pytest.fixture(scope="session")

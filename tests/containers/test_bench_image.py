@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from _podman_testkit import REPO, podman, requires_podman
+
+from ._podman_testkit import REPO, podman, requires_podman
 
 pytestmark = [pytest.mark.containers, requires_podman]
 

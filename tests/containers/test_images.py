@@ -11,11 +11,12 @@ import json
 from importlib import metadata
 
 import pytest
-from _podman_testkit import HELLO_DIR, HELLO_TAG, podman, podman_bytes, requires_podman
 
 from enklave.deploy import image_labels
 from enklave.deploy._image import image_labels_raw
 from enklave.package import build_app, read_bundle
+
+from ._podman_testkit import HELLO_DIR, HELLO_TAG, podman, podman_bytes, requires_podman
 
 pytestmark = [pytest.mark.containers, requires_podman]
 

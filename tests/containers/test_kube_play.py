@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from _podman_testkit import free_port, podman, requires_podman
 
 from enklave.atls import PeerVerifier
 from enklave.backends.simulation import SimPlatform
@@ -23,6 +22,8 @@ from enklave.errors import EnklaveError, PlatformError, PolicyError
 from enklave.host import RemoteEnclave
 from enklave.package import build_app, write_bundle
 from enklave.verify import TrustAnchor, Verifier, default_policy
+
+from ._podman_testkit import free_port, podman, requires_podman
 
 pytestmark = [pytest.mark.containers, requires_podman]
 
