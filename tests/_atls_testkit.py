@@ -67,13 +67,14 @@ def _write(
     return TestCert(cert.public_bytes(serialization.Encoding.DER), cert_file, key_file)
 
 
-def _builder(key: ec.EllipticCurvePrivateKey, cn: str) -> x509.CertificateBuilder:
+def _builder(key: ec.EllipticCurvePrivateKey, cn: str, issuer: x509.Name | None = None
+             ) -> x509.CertificateBuilder:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer or name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
@@ -89,10 +90,12 @@ def attested_cert(
     mrenclave: bytes = MRENCLAVE,
     debug: bool = False,
     swap_key: bool = False,
+    ca: TestCert | None = None,
 ) -> TestCert:
     """A self-signed P-256 certificate carrying a DICE extension over a simulated quote
     bound to its own key (what an enklave server presents). ``swap_key``: the evidence
-    binds another key (the key-swap attack)."""
+    binds another key (the key-swap attack). ``ca``: signed by that CA (see
+    :func:`ca_cert`) instead of itself, as dstack's KMS signs its app certificates."""
     key = ec.generate_private_key(ec.SECP256R1())
     bound = ec.generate_private_key(ec.SECP256R1()) if swap_key else key
     claims = encode_claims(_spki(bound))
@@ -103,7 +106,24 @@ def attested_cert(
     ext = x509.UnrecognizedExtension(
         x509.ObjectIdentifier(DICE_EVIDENCE_OID), encode_tagged_evidence(quote, claims)
     )
-    cert = _builder(key, "enklave").add_extension(ext, critical=False).sign(key, hashes.SHA256())
+    signer, issuer = key, None
+    if ca is not None:
+        issuer = x509.load_der_x509_certificate(ca.der).subject
+        loaded = serialization.load_pem_private_key(ca.key_file.read_bytes(), password=None)
+        assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+        signer = loaded
+    builder = _builder(key, "enklave", issuer).add_extension(ext, critical=False)
+    return _write(tmp, name, builder.sign(signer, hashes.SHA256()), key)
+
+
+def ca_cert(tmp: Path, *, name: str = "ca", cn: str = "Test KMS CA") -> TestCert:
+    """A self-signed CA certificate (no evidence) to sign attested certificates with."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _builder(key, cn)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return _write(tmp, name, cert, key)
 
 

@@ -25,7 +25,8 @@ from cryptography.x509.oid import NameOID
 
 from enklave.atls._asgi import start_asgi_server
 from enklave.atls._client import connect
-from enklave.atls._issue import Credentials, RotatingCredentials, issue_credentials
+from enklave.atls._issue import Credentials, issue_credentials
+from enklave.atls._rotate import RotatingCredentials
 from enklave.atls._server import BackgroundServer, start_server
 from enklave.atls._verify import PeerVerifier, verify_certificate
 from enklave.backends.simulation import SimPlatform

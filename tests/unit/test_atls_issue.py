@@ -21,12 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from enklave import _encoding
 from enklave.atls._dice import decode_claims, decode_tagged_evidence
 from enklave.atls._formats import find_evidence
-from enklave.atls._issue import (
-    Credentials,
-    RotatingCredentials,
-    _write_key_files,
-    issue_credentials,
-)
+from enklave.atls._issue import Credentials, _write_key_files, issue_credentials
+from enklave.atls._rotate import RotatingCredentials
 from enklave.atls._verify import verify_certificate
 from enklave.atls._x509 import Certificate
 from enklave.backends.simulation import SimPlatform

@@ -51,8 +51,10 @@ def _spki(key) -> bytes:
 
 
 def make_cert(platform, *, key=None, ext=None, oid=DICE, report_data=None, debug=False,
-              lifetime=timedelta(days=1), start=None, signer=None, extra=None) -> bytes:
-    """A self-signed cert carrying DICE evidence (or ``ext`` under ``oid``)."""
+              lifetime=timedelta(days=1), start=None, signer=None, extra=None,
+              issuer="enklave test") -> bytes:
+    """A self-signed cert carrying DICE evidence (or ``ext`` under ``oid``); with ``signer``
+    and ``issuer`` (a common name) a CA-signed one."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     if ext is None:
         claims = encode_claims(_spki(key), extra)
@@ -62,7 +64,8 @@ def make_cert(platform, *, key=None, ext=None, oid=DICE, report_data=None, debug
     start = start or datetime.now(UTC) - timedelta(minutes=5)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "enklave test")])
     builder = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        x509.CertificateBuilder().subject_name(name)
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(start).not_valid_after(start + lifetime)
         .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), ext), False)
@@ -280,6 +283,78 @@ def test_verify_certificate_checks_in_order(sim) -> None:
     with pytest.raises(PolicyError):
         verify_certificate(make_cert(sim[0], debug=True), verifier=sim[1], policy=_policy(),
                            now=int(time.time()))
+
+
+def make_ca(name: str = "Test KMS CA", key=None) -> tuple[object, bytes]:
+    """A CA key and its self-signed certificate (PEM)."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_ca_signed_cert_verifies_under_its_issuer_only(sim) -> None:
+    ca_key, ca_pem = make_ca()
+    der = make_cert(sim[0], signer=ca_key, issuer="Test KMS CA")
+    now = int(time.time())
+    with pytest.raises(CertificateError) as info:  # no issuers: must be self-signed
+        verify_certificate(der, verifier=sim[1], policy=_policy(), now=now)
+    assert info.value.code == "bad_signature"
+    _, other_pem = make_ca("Other CA")
+    for issuers in ([ca_pem], [Certificate.load(ca_pem)], [other_pem + ca_pem]):
+        peer = verify_certificate(der, verifier=sim[1], policy=_policy(), now=now,
+                                  issuers=issuers)
+        assert peer.enclave.mrenclave == MRENCLAVE
+    pv = PeerVerifier(verifier=sim[1], policy=_policy(), issuers=[ca_pem])
+    assert pv.verify(der).binding == "dice-claims"
+    with pytest.raises(PolicyError):  # the issuer is no trust decision: the evidence still is
+        verify_certificate(make_cert(sim[0], signer=ca_key, issuer="Test KMS CA", debug=True),
+                           verifier=sim[1], policy=_policy(), now=now, issuers=[ca_pem])
+
+
+def test_cert_signed_by_an_issuer_not_passed_is_refused(sim) -> None:
+    """Attack: the certificate names (and is signed by) a CA the verifier was not given."""
+    ca_key, _ = make_ca("Test KMS CA")
+    _, other_pem = make_ca("Other CA")
+    der = make_cert(sim[0], signer=ca_key, issuer="Test KMS CA")
+    with pytest.raises(CertificateError) as info:
+        verify_certificate(der, verifier=sim[1], policy=_policy(), now=int(time.time()),
+                           issuers=[other_pem])
+    assert info.value.code == "unknown_issuer" and "Test KMS CA" in info.value.message
+    self_signed = make_cert(sim[0])  # issuers given: self-signed is not enough any more
+    with pytest.raises(CertificateError) as info:
+        PeerVerifier(verifier=sim[1], policy=_policy(), issuers=[other_pem]).verify(self_signed)
+    assert info.value.code == "unknown_issuer"
+
+
+def test_issuer_with_the_right_name_but_another_key_is_refused(sim) -> None:
+    """Attack: a look-alike CA certificate (same subject, the attacker's key)."""
+    ca_key, _ = make_ca("Test KMS CA")
+    _, lookalike = make_ca("Test KMS CA")
+    der = make_cert(sim[0], signer=ca_key, issuer="Test KMS CA")
+    pv = PeerVerifier(verifier=sim[1], policy=_policy(), issuers=[lookalike])
+    with pytest.raises(CertificateError) as info:
+        pv.verify(der)
+    assert info.value.code == "bad_signature" and "another key" in info.value.message
+    assert pv.misses == 1 and pv.hits == 0
+
+
+@pytest.mark.parametrize("bad", [b"not a cert", [object()], make_ca()[1]])
+def test_issuers_must_be_certificates(bad) -> None:
+    with pytest.raises(VerificationError) as info:  # one bytes value: wrap it in a list
+        PeerVerifier(verifier=None, policy=None, issuers=bad)  # type: ignore[arg-type]
+    assert info.value.code == "bad_config"
+    with pytest.raises(CertificateError) as cinfo:
+        verify_certificate(b"x", verifier=None, policy=None, now=0,  # type: ignore[arg-type]
+                           issuers=[b"not a certificate"])
+    assert cinfo.value.code == "missing_certificate"
 
 
 def test_peer_verifier_caches_successes_only(sim) -> None:

@@ -16,6 +16,7 @@ from _atls_testkit import (
     CountingTLSServer,
     TestCert,
     attested_cert,
+    ca_cert,
     plain_cert,
 )
 from enklave.backends.simulation import SimPlatform
@@ -149,6 +150,48 @@ def test_verify_without_collateral_names_the_fix(cert: TestCert, tmp_path: Path)
     assert "--collateral FILE, --pccs URL, or --sim" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_verify_format_allow_list(cert: TestCert, home: Path, tmp_path: Path) -> None:
+    base = ("verify", str(cert.cert_file), "--policy", policy_file(tmp_path), "--sim", str(home),
+            "--json")
+    r = run(*base, "--format", "raw-quote", "--format", "tcg-dice")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["format"] == "tcg-dice"
+    r = run(*base, "--format", "gramine-legacy")
+    assert r.returncode == 1 and json.loads(r.stdout)["error"] == "format_not_allowed"
+    r = run(*base, "--format", "no-such-format")
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and out["error"] == "bad_config" and "tcg-dice" in out["message"]
+
+
+@pytest.fixture(scope="module")
+def ca_signed(home: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TestCert, TestCert]:
+    """An attested certificate signed by a CA (as dstack's KMS signs its app certificates)."""
+    tmp = tmp_path_factory.mktemp("ca")
+    ca = ca_cert(tmp)
+    return attested_cert(SimPlatform.load(home), tmp, name="app", ca=ca), ca
+
+
+def test_verify_ca_signed_cert_with_issuer(
+    ca_signed: tuple[TestCert, TestCert], home: Path, tmp_path: Path
+) -> None:
+    app, ca = ca_signed
+    base = ("verify", str(app.cert_file), "--policy", policy_file(tmp_path), "--sim", str(home),
+            "--json")
+    r = run(*base)  # not self-signed
+    assert r.returncode == 1 and json.loads(r.stdout)["error"] == "bad_signature"
+    other = ca_cert(tmp_path, name="other", cn="Other CA")
+    r = run(*base, "--issuer", str(other.cert_file), "--issuer", str(ca.cert_file))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["enclave"]["mrenclave"] == MRENCLAVE.hex()
+    r = run(*base, "--issuer", str(other.cert_file))
+    assert r.returncode == 1 and json.loads(r.stdout)["error"] == "unknown_issuer"
+    lookalike = ca_cert(tmp_path, name="lookalike")  # same name, another key
+    r = run(*base, "--issuer", str(lookalike.cert_file))
+    assert r.returncode == 1 and json.loads(r.stdout)["error"] == "bad_signature"
+    r = run(*base, "--issuer", str(tmp_path / "missing.pem"))
+    assert r.returncode == 1 and "cannot read" in json.loads(r.stdout)["message"]
+
+
 # ----------------------------------------------------------------- get
 
 
@@ -177,6 +220,24 @@ def test_get_refuses_other_enclave_before_sending_a_byte(
         assert r.returncode == 1 and r.stdout == ""
         assert r.stderr.startswith("enklave atls: error:") and "Traceback" not in r.stderr
         assert srv.connections == 1 and srv.bytes_received == 0
+
+
+def test_get_format_and_issuer(
+    ca_signed: tuple[TestCert, TestCert], home: Path, tmp_path: Path
+) -> None:
+    app, ca = ca_signed
+    url_args = ("--policy", policy_file(tmp_path), "--sim", str(home))
+    with CountingTLSServer(app.server_context()) as srv:
+        url = f"https://127.0.0.1:{srv.port}/"
+        r = run("get", url, *url_args, "--issuer", str(ca.cert_file), "--format", "tcg-dice")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "hello from the enclave"
+        r = run("get", url, *url_args, "--issuer", str(ca.cert_file), "--format", "dstack")
+        assert r.returncode == 1 and "does not accept" in r.stderr and r.stdout == ""
+        r = run("get", url, *url_args)  # no --issuer: the CA-signed certificate is refused
+        assert r.returncode == 1 and "signature does not verify" in r.stderr
+        srv.join_handlers()
+        assert srv.requests == 1
 
 
 def test_get_refuses_plain_http(home: Path, tmp_path: Path) -> None:

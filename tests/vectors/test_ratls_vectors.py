@@ -20,7 +20,7 @@ from enklave.atls._binding import bind
 from enklave.atls._formats import CertEvidence, find_evidence
 from enklave.atls._ias import IasEvidence, verify_ias
 from enklave.atls._inspect import inspect_certificate, load_cosmian_bundle
-from enklave.atls._verify import verify_certificate
+from enklave.atls._verify import _check_signature, verify_certificate
 from enklave.atls._x509 import Certificate, load_certificates
 from enklave.collateral import Collateral
 from enklave.errors import (
@@ -50,6 +50,14 @@ ALL_STATUSES = ("UpToDate", "SWHardeningNeeded", "ConfigurationNeeded",
                 "ConfigurationAndSWHardeningNeeded", "OutOfDate",
                 "OutOfDateConfigurationNeeded")  # fmt: skip
 TABLE_START, TABLE_END = "<!-- vectors-table:start -->", "<!-- vectors-table:end -->"
+#: CA-signed certificates and the files (shipped with them) holding the certificates that
+#: signed them; verify_certificate gets these as ``issuers``.
+ISSUERS = {
+    "dstack-ratls-example/server.crt": "dstack-ratls-example/server.crt",  # its own bundle
+    "dstack/app-03cf1ffd.cert": "dstack/ca-03cf1ffd.cert",
+    "dstack/app-743d14de.cert": "dstack/ca-743d14de.cert",
+    "dstack/app-no-elog-743d14de.cert": "dstack/ca-03cf1ffd.cert",  # sic: not ca-743d14de
+}
 
 
 def expected_rule(text: str | list[str]) -> str | None:
@@ -73,6 +81,16 @@ def load(rel: str) -> tuple[Certificate, Collateral | None]:
     if rel.endswith(".json"):
         return load_cosmian_bundle(data)
     return load_certificates(data)[0], None
+
+
+def verify_certificate_signature(cert: Certificate, issuers: list[Certificate]) -> None:
+    """verify_certificate's signature step alone (self-signed when ``issuers`` is empty)."""
+    _check_signature(cert, tuple(issuers))
+
+
+def issuers_of(rel: str) -> list[Certificate]:
+    """The certificates that may have signed ``rel`` (none: it must be self-signed)."""
+    return load_certificates((RATLS / ISSUERS[rel]).read_bytes()) if rel in ISSUERS else []
 
 
 def entry(rel: str) -> dict[str, Any]:
@@ -127,7 +145,8 @@ def _quote_cells(rel: str, cert: Certificate, ev: CertEvidence, bound: bool,
                  collateral: Collateral | None) -> tuple[str, str, str]:
     if ev.format == "ias":  # checked inside the cert's validity window
         when = int(cert.not_before.timestamp()) + 1
-        return _ias_cell(ev), _vc_cell(cert, NoCollateral(), when, TcbAccepted()), "none (EPID)"
+        return (_ias_cell(ev), _vc_cell(rel, cert, NoCollateral(), when, TcbAccepted()),
+                "none (EPID)")
     if collateral is not None:  # Cosmian: its own collateral, windows do not overlap
         res = quote_result(ev, collateral, COSMIAN_STRICT_TIMES[1], "report")
         return (f"own collateral: collateral_expired (strict, both times); expiry=report: "
@@ -140,12 +159,12 @@ def _quote_cells(rel: str, cert: Certificate, ev: CertEvidence, bound: bool,
     try:
         res = quote_result(ev, coll, now)
     except EnklaveError as exc:
-        return exc.code, _vc_cell(cert, coll, now, TcbAccepted(ALL_STATUSES)), "none"
+        return exc.code, _vc_cell(rel, cert, coll, now, TcbAccepted(ALL_STATUSES)), "none"
     policy = TcbAccepted((res.status,)) if res.debug else AllOf(
         (NotDebug(), TcbAccepted((res.status,))))
     accepted = _policy_cell(res.status, res.debug) if bound else "none (not bound)"
-    return (f"{res.status} [{_short(res.advisory_ids)}]", _vc_cell(cert, coll, now, policy),
-            accepted)
+    return (f"{res.status} [{_short(res.advisory_ids)}]",
+            _vc_cell(rel, cert, coll, now, policy), accepted)
 
 
 class NoCollateral:
@@ -155,10 +174,11 @@ class NoCollateral:
         raise CollateralError("no collateral for this quote")
 
 
-def _vc_cell(cert: Certificate, collateral: Any, now: int, policy: Any) -> str:
+def _vc_cell(rel: str, cert: Certificate, collateral: Any, now: int, policy: Any) -> str:
     verifier = Verifier(anchors=TrustAnchor.intel(), collateral=collateral)
     try:
-        verify_certificate(cert, verifier=verifier, policy=policy, now=now)
+        verify_certificate(cert, verifier=verifier, policy=policy, now=now,
+                           issuers=issuers_of(rel))
     except EnklaveError as exc:
         return exc.code
     return "accepted"
@@ -179,6 +199,12 @@ def row(rel: str) -> list[str]:
         selfsig = "ok"
     except CertificateError as exc:
         selfsig = exc.code
+    if rel in ISSUERS:
+        try:
+            verify_certificate_signature(cert, issuers_of(rel))
+            selfsig += f"; under `{ISSUERS[rel]}`: ok"
+        except CertificateError as exc:  # pragma: no cover - the shipped CAs sign them
+            selfsig += f"; under `{ISSUERS[rel]}`: {exc.code}"
     quote, vc, accepted = _quote_cells(rel, cert, found[0], not bindings[0].startswith("✗"),
                                        collateral)
     return [f"`{rel}`", " + ".join(ev.format for ev in found),
@@ -187,7 +213,7 @@ def row(rel: str) -> list[str]:
 
 
 def render_table() -> str:
-    head = ["file", "format(s)", "key (cert signature)", "binding", "self-signature",
+    head = ["file", "format(s)", "key (cert signature)", "binding", "signature",
             "quote verification (status [advisories] or error)", "verify_certificate",
             "accepted by"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -234,6 +260,52 @@ def test_dstack_ca_signed_certs_verify_under_their_ca(rel: str) -> None:
     cert, _ = load(rel)
     ca = Certificate.load((RATLS / rel.replace("app-", "ca-").replace("no-elog-", "")).read_bytes())
     cert.verify_signature(ca)
+
+
+@pytest.mark.parametrize("rel", sorted(ISSUERS))
+def test_ca_signed_certs_verify_under_their_issuers(rel: str) -> None:
+    cert, _ = load(rel)
+    with pytest.raises(CertificateError):
+        cert.verify_signature()
+    verify_certificate_signature(cert, issuers_of(rel))
+
+
+def _dstack_verify(rel: str, issuers: Any) -> Any:
+    cert, _ = load(rel)
+    coll, now, _ = cross_check(rel)  # type: ignore[misc]
+    verifier = Verifier(anchors=TrustAnchor.intel(), collateral=coll)
+    return verify_certificate(cert.der, verifier=verifier, policy=TcbAccepted(ALL_STATUSES),
+                              now=now, issuers=issuers)
+
+
+def test_dstack_app_cert_passes_its_ca_signature_and_fails_at_the_quote() -> None:
+    ca = (RATLS / "dstack/ca-03cf1ffd.cert").read_bytes()
+    with pytest.raises(CertificateError) as info:  # no issuers: it must be self-signed
+        _dstack_verify("dstack/app-03cf1ffd.cert", ())
+    assert info.value.code == "bad_signature"
+    for issuers in ([ca], [Certificate.load(ca)]):  # signature ok; no TCB level fits the quote
+        with pytest.raises(VerificationError) as info:
+            _dstack_verify("dstack/app-03cf1ffd.cert", issuers)
+        assert info.value.code == "tcb_not_supported"
+
+
+def test_dstack_app_cert_under_an_issuer_not_passed_is_refused() -> None:
+    app_ca = load_certificates((RATLS / "dstack-ratls-example/server.crt").read_bytes())[1:]
+    with pytest.raises(CertificateError) as info:  # Dstack App/KMS CA: not its issuer's name
+        _dstack_verify("dstack/app-03cf1ffd.cert", app_ca)
+    assert info.value.code == "unknown_issuer" and "Phala KMS CA" in info.value.message
+
+
+def test_dstack_issuer_with_the_right_name_but_another_key_is_refused() -> None:
+    other = (RATLS / "dstack/ca-743d14de.cert").read_bytes()  # same subject, another key
+    assert Certificate.load(other).subject == load("dstack/app-03cf1ffd.cert")[0].issuer
+    with pytest.raises(CertificateError) as info:
+        _dstack_verify("dstack/app-03cf1ffd.cert", [other])
+    assert info.value.code == "bad_signature"
+    with pytest.raises(VerificationError) as vinfo:  # with the right one as well: it passes
+        _dstack_verify("dstack/app-03cf1ffd.cert",
+                       [other, (RATLS / "dstack/ca-03cf1ffd.cert").read_bytes()])
+    assert vinfo.value.code == "tcb_not_supported"
 
 
 @pytest.mark.parametrize("rel", [r for r in IDS if cross_check(r) is not None])

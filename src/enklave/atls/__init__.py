@@ -44,7 +44,8 @@ from ._binding import Binding, bind
 from ._client import AttestedSocket, attest_connection, client_context, connect
 from ._formats import CertEvidence, find_evidence
 from ._inspect import CertificateReport, inspect_certificate
-from ._issue import KEY_TYPES, Credentials, RotatingCredentials, issue_credentials
+from ._issue import KEY_TYPES, Credentials, issue_credentials
+from ._rotate import RotatingCredentials
 from ._server import BackgroundServer, Handler, ServerStats, serve, start_server
 from ._verify import AttestedPeer, PeerVerifier, verify_certificate
 from ._x509 import Certificate, Extension, load_certificates

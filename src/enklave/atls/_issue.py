@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import logging
 import os
 import secrets
 import shutil
 import ssl
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ from ..errors import AtlsError, ConfigError, EnklaveError
 from ..models.evidence import Evidence
 from ._dice import DICE_EVIDENCE_OID, encode_claims, encode_tagged_evidence
 
-__all__ = ["KEY_TYPES", "Credentials", "RotatingCredentials", "issue_credentials"]
+__all__ = ["DEFAULT_LIFETIME", "KEY_TYPES", "Credentials", "issue_credentials"]
 
 #: Key types :func:`issue_credentials` can generate.
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-3072")
@@ -53,7 +51,6 @@ DEFAULT_LIFETIME = _dt.timedelta(days=1)
 _PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 _Digest = hashes.SHA256 | hashes.SHA384
 EvidenceFn = Callable[[bytes], Evidence]
-log = logging.getLogger("enklave.atls")
 
 
 def _generate_key(key_type: str) -> tuple[_PrivateKey, _Digest]:
@@ -319,80 +316,3 @@ def issue_credentials(
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise AtlsError(f"cannot sign the attested certificate: {exc}", code="issue") from exc
     return Credentials(certificate=certificate, key=key, key_type=key_type, evidence=ev)
-
-
-class RotatingCredentials:
-    """Credentials re-issued (new key, fresh evidence) when older than ``interval`` seconds.
-
-    Connections already established keep the credentials they started with; each new
-    connection to a :meth:`server_context` gets the current ones. Re-issuing happens in
-    the handshake that finds the credentials stale, on the server's event loop: a few
-    milliseconds for EC keys, up to a second or so for RSA-3072 key generation.
-    """
-
-    def __init__(
-        self, *, interval: float, clock: Callable[[], float] = time.monotonic, **issue_kwargs: Any
-    ) -> None:
-        """Issue the first credentials now.
-
-        Args:
-            interval: seconds after which :meth:`current` issues new credentials; less
-                than the certificates' ``lifetime``, so none is served after it expired.
-            clock: monotonic seconds (injectable for tests).
-            **issue_kwargs: passed to :func:`issue_credentials` on every issue (not
-                ``now``: every issue uses the current time).
-
-        Raises:
-            ConfigError: ``interval`` is not positive or not below ``lifetime``, ``now``
-                was given, or the issue arguments are invalid.
-        """
-        if not interval > 0:
-            raise ConfigError("rotation interval must be a positive number of seconds")
-        if "now" in issue_kwargs:
-            raise ConfigError("RotatingCredentials issues at the current time: leave out now=")
-        lifetime = issue_kwargs.get("lifetime", DEFAULT_LIFETIME)
-        if isinstance(lifetime, _dt.timedelta) and interval >= lifetime.total_seconds():
-            raise ConfigError(f"rotation interval {interval}s is not below the certificate "
-                              f"lifetime ({lifetime.total_seconds():g}s): certificates would "
-                              "expire first; use a shorter interval or a longer lifetime")
-        self.interval = float(interval)
-        self._clock = clock
-        self._issue_kwargs = dict(issue_kwargs)
-        self._lock = threading.Lock()
-        self._current = issue_credentials(**self._issue_kwargs)
-        self._issued_at = clock()
-        #: how many times credentials were issued (the first issue included)
-        self.issued = 1
-
-    def current(self) -> Credentials:
-        """The current credentials; re-issued first if older than ``interval``.
-
-        Raises:
-            AtlsError, ConfigError, NotInEnclaveError: as :func:`issue_credentials`.
-        """
-        with self._lock:
-            if self._clock() - self._issued_at >= self.interval:
-                self._current = issue_credentials(**self._issue_kwargs)
-                self._issued_at = self._clock()
-                self.issued += 1
-            return self._current
-
-    def server_context(self) -> ssl.SSLContext:
-        """A server context that presents the current credentials to each new connection.
-
-        Its SNI callback (run by OpenSSL for every ClientHello, with or without SNI)
-        switches the connection to the current credentials' context, re-issuing them
-        when due.
-        """
-        ctx = self.current()._new_context(ssl.PROTOCOL_TLS_SERVER)
-
-        def _switch(sslobj: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: Any) -> int | None:
-            try:
-                sslobj.context = self.current().server_context()
-            except EnklaveError as exc:  # fail closed: no handshake with stale or no credentials
-                log.error("cannot rotate attested TLS credentials: %s", exc)
-                return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
-            return None
-
-        ctx.sni_callback = _switch
-        return ctx

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from ..errors import AtlsError, EnklaveError
-from ._issue import Credentials, RotatingCredentials
+from ._issue import Credentials
+from ._rotate import RotatingCredentials
 from ._tlspipe import CountingReader, Refused, mutual_handshake
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from ..verify import Policy, VerifiedEnclave, Verifier
 from . import _dice
 from ._binding import Binding, bind
 from ._formats import FORMAT_OIDS, CertEvidence, find_evidence
-from ._x509 import Certificate
+from ._x509 import Certificate, load_certificates
 
 __all__ = ["AttestedPeer", "PeerVerifier", "verify_certificate"]
 
@@ -130,6 +130,53 @@ def _usable(found: list[CertEvidence], allowed: frozenset[str] | None) -> CertEv
     return best
 
 
+def _load_issuers(issuers: Sequence[bytes | Certificate]) -> tuple[Certificate, ...]:
+    """Check an ``issuers`` argument; bytes may be DER or PEM (every certificate in it)."""
+    if isinstance(issuers, str | bytes | bytearray | Certificate):
+        raise VerificationError(
+            "issuers must be a sequence of certificates (PEM/DER bytes or Certificate), "
+            f"not one {type(issuers).__name__}: wrap it in a list", code="bad_config")
+    out: list[Certificate] = []
+    for item in issuers:
+        if isinstance(item, Certificate):
+            out.append(item)
+        elif isinstance(item, bytes | bytearray):
+            out.extend(load_certificates(bytes(item)))
+        else:
+            raise VerificationError(
+                f"an issuer must be PEM/DER bytes or a Certificate, not {type(item).__name__}",
+                code="bad_config")  # fmt: skip
+    return tuple(out)
+
+
+def _check_signature(cert: Certificate, issuers: tuple[Certificate, ...]) -> None:
+    """Self-signed when ``issuers`` is empty; else signed by an issuer of the right name."""
+    if not issuers:
+        cert.verify_signature()
+        return
+    named = [i for i in issuers if i.subject == cert.issuer]
+    if not named:
+        raise CertificateError(
+            f"the certificate is issued by {cert.issuer!r}, which is none of the issuers "
+            f"given ({', '.join(repr(i.subject) for i in issuers)}); pass that issuer's "
+            "certificate (issuers= / --issuer), or refuse the peer",
+            code="unknown_issuer",
+        )
+    last: CertificateError | None = None
+    for issuer in named:
+        try:
+            cert.verify_signature(issuer)
+            return
+        except CertificateError as exc:
+            last = exc
+    raise CertificateError(
+        f"the certificate's signature does not verify under any of the {len(named)} given "
+        f"issuer(s) named {cert.issuer!r}: it was signed by another key of that name or "
+        "altered; refuse it, or pass the issuer certificate that really signed it",
+        code="bad_signature",
+    ) from last
+
+
 def verify_certificate(
     cert: bytes | Certificate,
     *,
@@ -138,14 +185,22 @@ def verify_certificate(
     now: int | datetime,
     expiry: Literal["strict", "report"] = "strict",
     formats: Collection[str] | None = None,
+    issuers: Sequence[bytes | Certificate] = (),
 ) -> AttestedPeer:
     """Verify an attested-TLS certificate and return the attested peer.
 
-    Checks, in order: the certificate parses; ``now`` is inside its validity window; it is
-    self-signed; it carries evidence (the best format is used: DICE first) of an allowed
-    format; the evidence is bound to its public key (for DICE also the claims'
-    pubkey-hash); then the quote (DCAP signatures, chains, collateral under ``verifier``'s
-    trust anchors) and ``policy``.
+    Checks, in order: the certificate parses; ``now`` is inside its validity window; its
+    signature verifies (self-signed, or under one of ``issuers``); it carries evidence
+    (the best format is used: DICE first) of an allowed format; the evidence is bound to
+    its public key (for DICE also the claims' pubkey-hash); then the quote (DCAP
+    signatures, chains, collateral under ``verifier``'s trust anchors) and ``policy``.
+
+    The certificate's signature is a sanity check, not the trust decision. Trust comes from
+    the evidence bound to the certificate's key (checked under ``verifier``'s anchors and
+    ``policy``) together with the TLS handshake, in which the peer proves it holds that
+    key. So ``issuers`` need not be trusted roots, and no chain to a root, issuer validity
+    or CA flag is checked: they only let CA-signed attested certificates (dstack's app
+    certificates, signed by its KMS / App CA) pass the signature check.
 
     Args:
         formats: evidence formats to accept (e.g. ``["tcg-dice"]`` for enklave peers);
@@ -153,21 +208,27 @@ def verify_certificate(
             one of them. Narrowing it means a quote the enclave made for other purposes
             (generic evidence over a key-shaped value) cannot pass under another format's
             key-binding rule.
+        issuers: certificates (DER or PEM bytes, a PEM bundle giving all its certificates,
+            or :class:`Certificate`) that may have signed ``cert``. Empty (the default):
+            ``cert`` must be self-signed. Given: ``cert``'s issuer name must equal the
+            subject of one of them, and its signature must verify under that one's key.
 
     Raises:
-        CertificateError: malformed certificate or extension, bad self-signature
-            (``bad_signature``), no evidence (``missing_extension``).
+        CertificateError: malformed certificate or extension, a signature that does not
+            verify (``bad_signature``), an issuer that is none of ``issuers``
+            (``unknown_issuer``), no evidence (``missing_extension``).
         VerificationError: ``certificate_expired``, ``key_binding``, ``unsupported_evidence``
-            (EPID), ``format_not_allowed``, ``bad_config`` (an unknown format name), or a
-            DCAP check (``code`` names it).
+            (EPID), ``format_not_allowed``, ``bad_config`` (an unknown format name, or
+            ``issuers`` that are not certificates), or a DCAP check (``code`` names it).
         CollateralError / CollateralExpired / QuoteFormatError / PolicyError: from the
             quote verification and the policy.
     """
     allowed = _allowed_formats(formats)
+    signers = _load_issuers(issuers)
     certificate = cert if isinstance(cert, Certificate) else Certificate.load(cert)
     when = _as_datetime(now)
     _check_validity(certificate, when)
-    certificate.verify_signature()
+    _check_signature(certificate, signers)
     evidence = _usable(find_evidence(certificate), allowed)
     binding = bind(certificate, evidence)
     if evidence.quote is None:  # pragma: no cover - only IAS evidence has none
@@ -193,6 +254,9 @@ class PeerVerifier:
 
     Args:
         formats: evidence formats to accept (see :func:`verify_certificate`).
+        issuers: certificates that may sign peer certificates (see
+            :func:`verify_certificate`: a sanity check, not trust roots); empty: peers
+            must be self-signed.
 
     Attributes:
         hits, misses: cache statistics.
@@ -208,12 +272,14 @@ class PeerVerifier:
         cache_ttl: float = 300.0,
         expiry: Literal["strict", "report"] = "strict",
         formats: Collection[str] | None = None,
+        issuers: Sequence[bytes | Certificate] = (),
     ) -> None:
         if cache_size < 0 or cache_ttl < 0:
             raise VerificationError("cache_size and cache_ttl must be >= 0", code="bad_config")
         self._verifier, self._policy, self._clock = verifier, policy, clock
         self._size, self._ttl, self._expiry = cache_size, cache_ttl, expiry
         self._formats = _allowed_formats(formats)
+        self._issuers = _load_issuers(issuers)
         self._cache: OrderedDict[bytes, tuple[float, AttestedPeer]] = OrderedDict()
         self._lock = threading.Lock()
         self._generation = 0  # bumped by clear_cache(): older verifications are not stored
@@ -243,7 +309,8 @@ class PeerVerifier:
             generation = self._generation
         peer = verify_certificate(Certificate.from_der(der), verifier=self._verifier,
                                   policy=self._policy, now=_as_datetime(now),
-                                  expiry=self._expiry, formats=self._formats)
+                                  expiry=self._expiry, formats=self._formats,
+                                  issuers=self._issuers)
         self._store(key, peer, now, generation)
         return peer
 

@@ -63,6 +63,14 @@ def _trust_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--expiry", choices=("strict", "report"), default="strict",
                    help="strict: expired collateral fails; report: flag it in the output "
                    "(the certificate's own validity is always checked)")
+    s.add_argument("--format", dest="formats", action="append", metavar="NAME",
+                   help="accept only evidence in this format (repeatable), e.g. tcg-dice; "
+                   "default: every recognised format")
+    s.add_argument("--issuer", dest="issuers", action="append", type=Path, metavar="PEM",
+                   help="the certificate may be signed by this CA certificate (PEM/DER, a "
+                   "bundle gives all its certificates; repeatable) instead of itself, e.g. "
+                   "dstack's KMS / App CA; a sanity check, not a trust root: the evidence "
+                   "decides")
 
 
 # --------------------------------------------------------------------- inspect
@@ -103,7 +111,8 @@ def cmd_atls_verify(args: argparse.Namespace) -> int:
         cert, bundled = _load_cert(_read(args.cert))
         policy, verifier = _policy_and_verifier(args, bundled)
         peer = verify_certificate(cert, verifier=verifier, policy=policy, now=_now(args),
-                                  expiry=args.expiry)
+                                  expiry=args.expiry, formats=args.formats,
+                                  issuers=_issuers(args))
     except EnklaveError as exc:
         if not args.json:
             raise
@@ -127,6 +136,10 @@ def _load_cert(data: bytes) -> tuple[bytes, Any]:
         cert, collateral = load_cosmian_bundle(data)
         return cert.der, collateral
     return data, None
+
+
+def _issuers(args: argparse.Namespace) -> list[bytes]:
+    return [_read(path) for path in args.issuers or ()]
 
 
 def _now(args: argparse.Namespace) -> int:
@@ -178,7 +191,8 @@ def cmd_atls_get(args: argparse.Namespace) -> int:
     _check_url(args.url)
     policy, verifier = _policy_and_verifier(args)
     clock = (lambda: float(args.now)) if args.now is not None else time.time
-    peers = PeerVerifier(verifier=verifier, policy=policy, clock=clock, expiry=args.expiry)
+    peers = PeerVerifier(verifier=verifier, policy=policy, clock=clock, expiry=args.expiry,
+                         formats=args.formats, issuers=_issuers(args))
     try:
         with attested_client(verifier=peers, timeout=args.timeout) as client:
             response = client.get(args.url)
