@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._encoding import DEFAULT_MAX_DEPTH, dumps, loads
 from ..errors import BoundsError, EnklaveError, InterfaceError
+from ._runtime import Handler, Runtime
 
 if TYPE_CHECKING:
     import concurrent.futures
 
     from ..atls import BackgroundServer
     from ..models.identity import Identity
-    from ._runtime import Runtime
 
 __all__ = [
     "ECALL_PREFIX",
@@ -76,7 +76,6 @@ CBOR: Final = b"application/cbor"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}")
 _MAX_BIND = 255
 
-Handler = tuple[Callable[[list[Any]], list[Any]], Callable[..., Any], Callable[[object], object]]
 Reply = tuple[int, bytes, bytes]  # status, content type, body
 
 
@@ -114,12 +113,15 @@ def _error(status: int, code: str, message: str) -> Reply:
     return status, CBOR, error_body(code, message)
 
 
-def run_ecall(name: str, handler: Handler, args: list[Any]) -> Reply:
+def run_ecall(name: str, handler: Handler, args: list[Any], *, debug: bool = False) -> Reply:
     """Run one ECALL with the channel's checks and turn the outcome into an HTTP answer.
 
     A bad argument is the caller's fault (400, with the check's message, which names
     only the declared type); anything the app raises, or a result outside its declared
-    type, is a 500 with an opaque message: the detail is logged here, never sent.
+    type, is a 500 with an opaque message, never the detail. The enclave's log goes to
+    the host, and an exception's message may quote a remote client's arguments, which
+    the host must not see: so only ``debug`` enclaves log the message and traceback;
+    others log the exception type alone.
     """
     check_args, fn, check_result = handler
     try:
@@ -128,8 +130,12 @@ def run_ecall(name: str, handler: Handler, args: list[Any]) -> Reply:
         return _error(400, exc.code, str(exc))
     try:
         body = dumps({"result": check_result(fn(*values))})
-    except Exception:
-        log.exception("ECALL %s failed (answered 500 ecall)", name)
+    except Exception as exc:
+        if debug:
+            log.exception("ECALL %s failed (answered 500 ecall)", name)
+        else:
+            log.error("ECALL %s failed with %s (answered 500 ecall; message and traceback "
+                      "are logged only by debug enclaves)", name, type(exc).__name__)
         return _error(500, "ecall", f"the ECALL {name} failed inside the enclave")
     return 200, CBOR, body
 
@@ -224,7 +230,9 @@ class Gateway:
                     return
                 continue
             if job.future.set_running_or_notify_cancel():
-                job.future.set_result(run_ecall(job.name, job.handler, job.args))
+                job.future.set_result(
+                    run_ecall(job.name, job.handler, job.args, debug=runtime.identity.debug)
+                )
 
     async def __call__(
         self, scope: MutableMapping[str, Any], receive: Callable[..., Any],

@@ -31,7 +31,7 @@ from ..errors import (
 )
 from ..models.identity import Identity
 
-__all__ = ["RESERVED_PREFIX", "Runtime"]
+__all__ = ["RESERVED_PREFIX", "Handler", "Runtime"]
 
 log = logging.getLogger("enklave.enclave")
 _UNROUTED = "unrouted"
@@ -41,7 +41,7 @@ ENCLAVE_SPIN_US = 50
 #: with "_" (:mod:`enklave._interface`), so no app can declare or shadow them.
 RESERVED_PREFIX = "__enklave_"
 #: A served ECALL: (argument check, the app's function, result check).
-_Handler = tuple[Callable[[list[Any]], list[Any]], Callable[..., Any], Callable[[object], object]]
+Handler = tuple[Callable[[list[Any]], list[Any]], Callable[..., Any], Callable[[object], object]]
 
 
 class Runtime:
@@ -66,9 +66,9 @@ class Runtime:
         self.sim_home = sim_home if sim_home is not None else Path(".")
         self._interface = interface
         self._ocall_names = {name: text_cbor(name) for name in interface.ocalls}
-        self._handlers: dict[str, _Handler] = {}
-        self._declared: dict[str, _Handler] = {}
-        self._reserved: dict[str, _Handler] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._declared: dict[str, Handler] = {}
+        self._reserved: dict[str, Handler] = {}
         self._sock = sock
         self.set_ecalls(ecalls)
         self._max_threads = max_threads
@@ -109,7 +109,7 @@ class Runtime:
         }
         self._handlers = {**self._declared, **self._reserved}
 
-    def reserve(self, name: str, handler: _Handler) -> None:
+    def reserve(self, name: str, handler: Handler) -> None:
         """Serve a runtime ECALL (``__enklave_...``: a name no app can declare) on the channel.
 
         Such ECALLs are reachable from the host only, never through :meth:`ecall_handler`.
@@ -122,7 +122,7 @@ class Runtime:
         self._reserved[name] = handler
         self._handlers = {**self._declared, **self._reserved}
 
-    def ecall_handler(self, name: str) -> _Handler | None:
+    def ecall_handler(self, name: str) -> Handler | None:
         """The app's declared ECALL ``name`` as served on the channel: (argument check,
         function, result check), or None. Runtime-reserved ECALLs are never returned."""
         return self._declared.get(name)
