@@ -104,9 +104,10 @@ class Session:
     def _spawn_gramine(self, manifest_dir: Path, timeout: float) -> socket.socket:
         """Start ``gramine-sgx enklave`` in ``manifest_dir``; accept its loopback connection.
 
-        The manifest's argv is fixed, so the channel address travels in the one variable
-        the manifest passes through (``ENKLAVE_CHANNEL``); Gramine passes no other host
-        variable into the enclave, so the launcher gets the host's environment.
+        The manifest's argv is fixed, so the channel address travels in a variable the
+        manifest passes through (``ENKLAVE_CHANNEL``); Gramine passes into the enclave only
+        the variables the manifest names (that one and the config's ``allowed_env``), so
+        the launcher gets the host's environment.
         """
         from ..backends.gramine._channel import CHANNEL_ENV, accept_enclave, new_channel
         from ..backends.gramine._select import gramine_command

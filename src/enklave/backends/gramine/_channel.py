@@ -13,6 +13,7 @@ which it could do anyway.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import socket
 import time
@@ -25,6 +26,10 @@ __all__ = ["CHANNEL_ENV", "TOKEN_SIZE", "accept_enclave", "connect_host", "new_c
 
 CHANNEL_ENV: Final = "ENKLAVE_CHANNEL"
 TOKEN_SIZE: Final = 32  # hex characters
+#: Seconds one connection gets to present the token (the enclave sends it right after
+#: connecting); a stray local connection cannot hold the accept loop for the whole timeout.
+TOKEN_WAIT: Final = 5.0
+_HEX = re.compile(f"[0-9a-f]{{{TOKEN_SIZE}}}")
 
 
 def new_channel() -> tuple[socket.socket, str, str]:
@@ -42,7 +47,7 @@ def connect_host(value: str | None, *, timeout: float = 30.0) -> socket.socket:
         PlatformError: the variable is missing or malformed, or the connection fails.
     """
     parts = (value or "").rsplit(":", 2)
-    if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != TOKEN_SIZE:
+    if len(parts) != 3 or _HEX.fullmatch(parts[2]) is None or not _port_ok(parts[1]):
         raise PlatformError(
             f"{CHANNEL_ENV} is missing or malformed; the host sets it when it starts the "
             "enclave (start it with Enclave.open(bundle, backend='gramine'))"
@@ -52,9 +57,14 @@ def connect_host(value: str | None, *, timeout: float = 30.0) -> socket.socket:
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.settimeout(None)
         sock.sendall(token.encode("ascii"))
-    except OSError as exc:
-        raise PlatformError(f"cannot reach the host at {host}:{port}: {exc}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a host name getaddrinfo refuses
+        raise PlatformError(f"cannot reach the host at {host!r}:{port}: {exc}") from exc
     return sock
+
+
+def _port_ok(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also accepts digits int() refuses (e.g. "²")
+    return text.isascii() and text.isdigit() and 0 < int(text) <= 65535
 
 
 def accept_enclave(
@@ -80,7 +90,7 @@ def accept_enclave(
             conn, _ = listener.accept()
         except TimeoutError:
             continue
-        if _token_ok(conn, expected, left):
+        if _token_ok(conn, expected, min(left, TOKEN_WAIT)):
             conn.settimeout(None)
             return conn
         conn.close()
