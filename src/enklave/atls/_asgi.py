@@ -230,10 +230,10 @@ def asgi_handler(app: ASGIApp, stats: ServerStats, state: dict[str, Any] | None 
                 return
             stats.requests += 1
             ex = _Exchange(req, body, writer)
-            if not await _exchange(app, ex, _scope(req, writer, peer, app_state)):
-                await writer.drain()
-                return
+            keep_alive = await _exchange(app, ex, _scope(req, writer, peer, app_state))
             await writer.drain()
+            if not keep_alive:
+                return
 
     return handle
 

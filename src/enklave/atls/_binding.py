@@ -22,7 +22,6 @@ from a nonce, so generic evidence over a host-chosen "nonce" would bind a host k
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from ..errors import VerificationError
 from ..models.quote import parse_quote
 from . import _dice
 from ._formats import CertEvidence
-from ._x509 import Certificate
+from ._x509 import Certificate, pem_encode
 
 __all__ = ["RULES_BY_FORMAT", "Binding", "bind", "key_preimages", "pem_with_nul"]
 
@@ -56,9 +55,7 @@ class Binding:
 
 def pem_with_nul(spki_der: bytes) -> bytes:
     """The key as Open Enclave hashes it: PEM ``PUBLIC KEY`` text, 64-char lines, then NUL."""
-    body = base64.b64encode(spki_der).decode()
-    lines = "".join(body[i : i + 64] + "\n" for i in range(0, len(body), 64))
-    return f"-----BEGIN PUBLIC KEY-----\n{lines}-----END PUBLIC KEY-----\n".encode() + b"\0"
+    return pem_encode(spki_der, "PUBLIC KEY").encode() + b"\0"
 
 
 _ZERO32: Final = bytes(32)
@@ -140,7 +137,8 @@ def bind(cert: Certificate, ev: CertEvidence) -> Binding:
     names = RULES_BY_FORMAT.get(ev.format, ())
     if cert.key_type == "ed25519":  # a raw Ed25519 key looks like any 32-byte nonce
         names = tuple(n for n in names if n != "rawkey-sha256")
-    matched = [n for n in names if hmac.compare_digest(report_data, _RULES[n](cert))]
-    if not matched:
-        raise _fail(ev, ", ".join(names) or "no rule")
-    return Binding(matched[0], _RULES[matched[0]](cert), None)
+    for name in names:  # in the format's order: the first rule that holds
+        want = _RULES[name](cert)
+        if hmac.compare_digest(report_data, want):
+            return Binding(name, want, None)
+    raise _fail(ev, ", ".join(names) or "no rule")

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..collateral import Collateral
 from ..errors import CertificateError, CollateralError, EnklaveError, QuoteFormatError
+from ..models import _der
 from ..models.quote import SgxReportBody, parse_quote
 from . import _dice, _ias
 from ._binding import bind
@@ -58,8 +59,7 @@ class CertificateReport:
             "fingerprint": cert.fingerprint.hex(),
             "spki_sha256": hashlib.sha256(cert.spki_der).hexdigest(),
             "extensions": [
-                {"oid": e.oid, "oid_der": (b"\x06" + bytes([len(e.oid_content)])
-                                           + e.oid_content).hex(),
+                {"oid": e.oid, "oid_der": _der.tlv(_der.OID, e.oid_content).hex(),
                  "critical": e.critical, "length": len(e.value)}
                 for e in cert.extensions
             ],

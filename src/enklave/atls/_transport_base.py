@@ -1,7 +1,7 @@
 """Shared parts of the attested httpx transports (``enklave.atls.transport``).
 
-httpcore-to-httpx exception mapping, request conversion and the peer lookup used by both
-the sync and the async transport. Host side only: imports httpx.
+httpcore-to-httpx exception mapping, pool settings, request conversion and the peer lookup
+used by both the sync and the async transport. Host side only: imports httpx.
 """
 
 from __future__ import annotations
@@ -9,24 +9,54 @@ from __future__ import annotations
 import contextlib
 import typing
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import httpcore
 import httpx
 
 from .. import errors
+from . import _client
 
 if typing.TYPE_CHECKING:
-    from ._verify import AttestedPeer
+    from ._issue import Credentials
+    from ._verify import AttestedPeer, PeerVerifier
 
-__all__ = ["DEFAULT_LIMITS", "PEER_EXTENSION", "core_request", "mapped", "peer_of",
-           "refuse_plain", "remember_cause"]  # fmt: skip
+__all__ = ["DEFAULT_LIMITS", "PEER_EXTENSION", "VerifierOwner", "core_request", "mapped",
+           "peer_of", "pool_options", "refuse_plain", "remember_cause"]  # fmt: skip
 
 PEER_EXTENSION = "enklave.peer"
 """The ``response.extensions`` key holding the connection's :class:`AttestedPeer`."""
 
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
                               keepalive_expiry=5.0)
+
+
+class VerifierOwner:
+    """The ``verifier`` property both transports expose."""
+
+    _verifier: PeerVerifier
+
+    @property
+    def verifier(self) -> PeerVerifier:
+        """The verifier attesting each new connection (read-only: the connection pool's
+        backend holds this one, so replacing it could not take effect)."""
+        return self._verifier
+
+
+def pool_options(*, credentials: Credentials | None, limits: httpx.Limits,
+                 local_address: str | None, retries: int) -> dict[str, Any]:
+    """The httpcore (async) connection pool arguments, less the network backend."""
+    return {
+        "ssl_context": _client.client_context(credentials=credentials),
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+        "http1": True,
+        "http2": False,
+        "retries": retries,
+        "local_address": local_address,
+    }
+
 
 _EXCEPTIONS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
     (httpcore.ConnectTimeout, httpx.ConnectTimeout),

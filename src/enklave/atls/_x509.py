@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from ..errors import CertificateError, QuoteFormatError
 from ..models import _der
 
-__all__ = ["Certificate", "Extension", "load_certificates"]
+__all__ = ["Certificate", "Extension", "load_certificates", "pem_encode"]
 
 MAX_CERTS = 16
 MAX_PEM = 4 << 20
@@ -314,9 +314,7 @@ class Certificate:
 
     def pem(self) -> str:
         """The certificate as PEM text."""
-        body = base64.b64encode(self.der).decode()
-        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-        return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+        return pem_encode(self.der, "CERTIFICATE")
 
     def __repr__(self) -> str:
         return f"Certificate(subject={self.subject!r}, fingerprint={self.fingerprint.hex()[:16]}…)"
@@ -329,6 +327,13 @@ def _serial(node: _der.Node) -> int:
     if len(raw) > 1 and ((raw[0] == 0 and raw[1] < 0x80) or (raw[0] == 0xFF and raw[1] >= 0x80)):
         raise _bad("serial number is not minimally encoded")
     return int.from_bytes(raw, "big", signed=True)
+
+
+def pem_encode(der: bytes, label: str) -> str:
+    """``der`` as PEM text: BEGIN/END ``label`` lines around base64 in 64-character lines."""
+    body = base64.b64encode(der).decode()
+    lines = "".join(body[i : i + 64] + "\n" for i in range(0, len(body), 64))
+    return f"-----BEGIN {label}-----\n{lines}-----END {label}-----\n"
 
 
 def _slice(data: bytes, node: _der.Node) -> bytes:

@@ -152,7 +152,7 @@ class _ResponseStream(httpx.SyncByteStream):
             close()
 
 
-class AttestedTransport(httpx.BaseTransport):
+class AttestedTransport(_base.VerifierOwner, httpx.BaseTransport):
     """An httpx transport that attests the server of every new connection.
 
     Args:
@@ -175,22 +175,10 @@ class AttestedTransport(httpx.BaseTransport):
                  retries: int = 0) -> None:
         self._verifier = verifier
         self._pool = httpcore.ConnectionPool(
-            ssl_context=_client.client_context(credentials=credentials),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            retries=retries,
-            local_address=local_address,
             network_backend=_Backend(verifier),
+            **_base.pool_options(credentials=credentials, limits=limits,
+                                 local_address=local_address, retries=retries),
         )
-
-    @property
-    def verifier(self) -> PeerVerifier:
-        """The verifier attesting each new connection (read-only: the connection pool's
-        backend holds this one, so replacing it could not take effect)."""
-        return self._verifier
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` over an attested connection (a new one is attested first)."""
@@ -216,7 +204,7 @@ class AttestedTransport(httpx.BaseTransport):
             self._pool.close()
 
 
-class AsyncAttestedTransport(httpx.AsyncBaseTransport):
+class AsyncAttestedTransport(_base.VerifierOwner, httpx.AsyncBaseTransport):
     """The asyncio/trio (anyio) twin of :class:`AttestedTransport`; same arguments and
     errors. Verification of a certificate not in the cache runs in a worker thread, so
     ``verifier`` must tolerate calls from several threads."""
@@ -226,22 +214,10 @@ class AsyncAttestedTransport(httpx.AsyncBaseTransport):
                  retries: int = 0) -> None:
         self._verifier = verifier
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=_client.client_context(credentials=credentials),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            retries=retries,
-            local_address=local_address,
             network_backend=_async.AsyncBackend(verifier),
+            **_base.pool_options(credentials=credentials, limits=limits,
+                                 local_address=local_address, retries=retries),
         )
-
-    @property
-    def verifier(self) -> PeerVerifier:
-        """The verifier attesting each new connection (read-only: the connection pool's
-        backend holds this one, so replacing it could not take effect)."""
-        return self._verifier
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` over an attested connection (a new one is attested first)."""

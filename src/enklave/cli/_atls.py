@@ -10,11 +10,14 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import AtlsError, CollateralError, EnklaveError
 from ._attest import _anchor, _lines, _read
+
+if TYPE_CHECKING:
+    from ..atls._x509 import Certificate
 
 __all__ = ["cmd_atls_get", "cmd_atls_inspect", "cmd_atls_verify", "register"]
 
@@ -128,13 +131,13 @@ def cmd_atls_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_cert(data: bytes) -> tuple[bytes, Any]:
-    """The certificate, and the collateral it ships with (Cosmian ``evidence.json``)."""
+def _load_cert(data: bytes) -> tuple[bytes | Certificate, Any]:
+    """The certificate (bytes, or the one a Cosmian ``evidence.json`` holds, parsed) and the
+    collateral it ships with (Cosmian bundles only)."""
     if data.lstrip().startswith(b"{"):
         from ..atls._inspect import load_cosmian_bundle
 
-        cert, collateral = load_cosmian_bundle(data)
-        return cert.der, collateral
+        return load_cosmian_bundle(data)
     return data, None
 
 
