@@ -1,4 +1,5 @@
-"""Test kit for attested-TLS client tests: certificates and a counting loopback server.
+"""Test kit for attested-TLS tests: certificates, simulated evidence, a peer verifier and
+a counting loopback server.
 
 The certificates are built here from parts (cryptography + a simulated quote), so tests
 can also build the wrong ones (another enclave, another key). The server is a stdlib
@@ -9,12 +10,14 @@ connection must leave the counter at 0.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import socket
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,11 +25,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from enklave.atls._dice import DICE_EVIDENCE_OID, encode_claims, encode_tagged_evidence
+from enklave.atls._server import BackgroundServer
+from enklave.atls._verify import PeerVerifier
 from enklave.backends.simulation import SimPlatform
+from enklave.models import _der
+from enklave.models.evidence import Evidence, report_data_for
+from enklave.verify import TrustAnchor, Verifier, default_policy
 
 MRENCLAVE = b"\x11" * 32
 MRSIGNER = b"\x22" * 32
 OTHER_MRENCLAVE = b"\x33" * 32
+ECDSA_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
+ECDSA_SHA256_NULL = bytes.fromhex("300c06082a8648ce3d0403020500")  # the mbedTLS quirk
 
 
 @dataclass(frozen=True)
@@ -45,10 +55,54 @@ class TestCert:
         return ctx
 
 
-def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
+def spki(key: Any) -> bytes:
+    """The DER SubjectPublicKeyInfo of a private key (what attested evidence binds)."""
     return key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def sim_quote(platform: SimPlatform, claims: bytes, *, mrenclave: bytes = MRENCLAVE,
+              debug: bool = False) -> bytes:
+    """A simulated quote whose REPORTDATA binds ``claims``."""
+    return platform.quote(report_data_for(claims), mrenclave=mrenclave, mrsigner=MRSIGNER,
+                          isv_prod_id=1, isv_svn=1, debug=debug)
+
+
+def dice_evidence(platform: SimPlatform, key: Any, *, mrenclave: bytes = MRENCLAVE,
+                  debug: bool = False, extra: dict[str, Any] | None = None) -> bytes:
+    """A DICE evidence extension value: claims about ``key``'s SPKI and a quote over them."""
+    claims = encode_claims(spki(key), extra)
+    return encode_tagged_evidence(sim_quote(platform, claims, mrenclave=mrenclave,
+                                            debug=debug), claims)
+
+
+def evidence_for(platform: SimPlatform,
+                 mrenclave: bytes = MRENCLAVE) -> Callable[[bytes], Evidence]:
+    """An ``evidence=`` callback for :func:`issue_credentials` (simulated quotes)."""
+    def make(claims: bytes) -> Evidence:
+        return Evidence(quote=sim_quote(platform, claims, mrenclave=mrenclave), claims=claims,
+                        simulated=True)
+
+    return make
+
+
+def peers(platform: SimPlatform, mrenclave: bytes = MRENCLAVE) -> PeerVerifier:
+    """A peer verifier trusting ``platform``'s root and naming only ``mrenclave``."""
+    anchor = TrustAnchor("simulation root (tests)", platform.root_certificate, True)
+    verifier = Verifier(anchors=anchor, collateral=platform.collateral())
+    policy = default_policy(mrenclave=[mrenclave], allow_simulated=True)
+    return PeerVerifier(verifier=verifier, policy=policy)
+
+
+def settle(server: BackgroundServer, **expected: int) -> None:
+    """Wait (briefly) until the server's counters reach the expected values."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if all(getattr(server.stats, k) == v for k, v in expected.items()):
+            return
+        time.sleep(0.01)
+    assert server.stats.to_dict() | expected == server.stats.to_dict()
 
 
 def _write(
@@ -67,19 +121,33 @@ def _write(
     return TestCert(cert.public_bytes(serialization.Encoding.DER), cert_file, key_file)
 
 
-def _builder(key: ec.EllipticCurvePrivateKey, cn: str, issuer: x509.Name | None = None
-             ) -> x509.CertificateBuilder:
+def cert_builder(key: Any, cn: str, issuer: x509.Name | None = None, *,
+                 start: dt.datetime | None = None,
+                 lifetime: dt.timedelta = dt.timedelta(days=1)) -> x509.CertificateBuilder:
+    """A certificate for ``key`` named ``cn`` (issued by itself unless ``issuer``), valid
+    from ``start`` (default five minutes ago) for ``lifetime``; add extensions, sign."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.UTC)
+    start = start or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(issuer or name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        .not_valid_before(start)
+        .not_valid_after(start + lifetime)
     )
+
+
+def with_null_ecdsa_params(der: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """``der`` (an ECDSA-SHA256 certificate) with an explicit NULL in its AlgorithmIdentifiers,
+    in the TBS and outside, as Gramine and Open Enclave (mbedTLS) write them; the new TBS
+    signed again with ``key``. ``cryptography`` >= 50 refuses to load the result."""
+    tbs_node = (_der.parse(der).children or ())[0]
+    assert tbs_node.tag == _der.SEQUENCE and tbs_node.value.count(ECDSA_SHA256) == 1
+    tbs = _der.tlv(_der.SEQUENCE, tbs_node.value.replace(ECDSA_SHA256, ECDSA_SHA256_NULL))
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    return _der.tlv(_der.SEQUENCE, tbs + ECDSA_SHA256_NULL + _der.tlv(0x03, b"\x00" + signature))
 
 
 def attested_cert(
@@ -98,13 +166,9 @@ def attested_cert(
     :func:`ca_cert`) instead of itself, as dstack's KMS signs its app certificates."""
     key = ec.generate_private_key(ec.SECP256R1())
     bound = ec.generate_private_key(ec.SECP256R1()) if swap_key else key
-    claims = encode_claims(_spki(bound))
-    quote = platform.quote(
-        hashlib.sha256(claims).digest() + bytes(32),
-        mrenclave=mrenclave, mrsigner=MRSIGNER, isv_prod_id=1, isv_svn=1, debug=debug,
-    )
     ext = x509.UnrecognizedExtension(
-        x509.ObjectIdentifier(DICE_EVIDENCE_OID), encode_tagged_evidence(quote, claims)
+        x509.ObjectIdentifier(DICE_EVIDENCE_OID),
+        dice_evidence(platform, bound, mrenclave=mrenclave, debug=debug),
     )
     signer, issuer = key, None
     if ca is not None:
@@ -112,7 +176,7 @@ def attested_cert(
         loaded = serialization.load_pem_private_key(ca.key_file.read_bytes(), password=None)
         assert isinstance(loaded, ec.EllipticCurvePrivateKey)
         signer = loaded
-    builder = _builder(key, "enklave", issuer).add_extension(ext, critical=False)
+    builder = cert_builder(key, "enklave", issuer).add_extension(ext, critical=False)
     return _write(tmp, name, builder.sign(signer, hashes.SHA256()), key)
 
 
@@ -120,7 +184,7 @@ def ca_cert(tmp: Path, *, name: str = "ca", cn: str = "Test KMS CA") -> TestCert
     """A self-signed CA certificate (no evidence) to sign attested certificates with."""
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        _builder(key, cn)
+        cert_builder(key, cn)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -130,7 +194,7 @@ def ca_cert(tmp: Path, *, name: str = "ca", cn: str = "Test KMS CA") -> TestCert
 def plain_cert(tmp: Path, *, name: str = "plain") -> TestCert:
     """An ordinary self-signed certificate: no evidence at all."""
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = _builder(key, "localhost").sign(key, hashes.SHA256())
+    cert = cert_builder(key, "localhost").sign(key, hashes.SHA256())
     return _write(tmp, name, cert, key)
 
 

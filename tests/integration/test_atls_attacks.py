@@ -12,18 +12,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from _atls_testkit import MRENCLAVE, MRSIGNER, cert_builder, dice_evidence, spki
 from enklave import _encoding
 from enklave.atls._dice import decode_tagged_evidence, encode_claims, encode_tagged_evidence
 from enklave.atls._verify import PeerVerifier, verify_certificate
 from enklave.atls._x509 import Certificate
 from enklave.backends.simulation import SimPlatform
 from enklave.errors import CertificateError, PolicyError, VerificationError
-from enklave.models.evidence import report_data_for
 from enklave.verify import TrustAnchor, Verifier, default_policy
 
-MRENCLAVE, MRSIGNER = b"\x11" * 32, b"\x22" * 32
 DICE = "2.23.133.5.4.9"
 RATLS = Path(__file__).resolve().parents[2].parent / "shared" / "testvectors" / "ratls"
 
@@ -36,28 +34,9 @@ def sim(tmp_path_factory):
     return platform, verifier
 
 
-def spki(key) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def dice_value(platform, key, *, debug=False, mrenclave=MRENCLAVE, extra=None) -> bytes:
-    claims = encode_claims(spki(key), extra)
-    quote = platform.quote(report_data_for(claims), mrenclave=mrenclave, mrsigner=MRSIGNER,
-                           isv_prod_id=1, isv_svn=1, debug=debug)
-    return encode_tagged_evidence(quote, claims)
-
-
 def cert_for(key, value: bytes | None, *, oid: str = DICE, start=None,
              lifetime=timedelta(hours=1), signer=None) -> bytes:
-    start = start or datetime.now(UTC) - timedelta(minutes=1)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "attack")])
-    builder = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(start + lifetime)
-    )
+    builder = cert_builder(key, "attack", start=start, lifetime=lifetime)
     if value is not None:
         builder = builder.add_extension(
             x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), critical=False)
@@ -79,13 +58,13 @@ def check(sim, der: bytes, pol=None, now=None):
 
 def test_genuine_cert_is_accepted(sim) -> None:
     key = new_key()
-    peer = check(sim, cert_for(key, dice_value(sim[0], key)))
+    peer = check(sim, cert_for(key, dice_evidence(sim[0], key)))
     assert peer.binding == "dice-claims"
 
 
 def test_rejects_key_swapped_cert(sim) -> None:
     victim, attacker = new_key(), new_key()
-    der = cert_for(attacker, dice_value(sim[0], victim))  # evidence made for another key
+    der = cert_for(attacker, dice_evidence(sim[0], victim))  # evidence made for another key
     with pytest.raises(VerificationError) as info:
         check(sim, der)
     assert info.value.code == "key_binding"
@@ -93,7 +72,7 @@ def test_rejects_key_swapped_cert(sim) -> None:
 
 def test_rejects_evidence_replayed_in_new_cert(sim) -> None:
     key = new_key()
-    genuine = Certificate.from_der(cert_for(key, dice_value(sim[0], key)))
+    genuine = Certificate.from_der(cert_for(key, dice_evidence(sim[0], key)))
     check(sim, genuine.der)
     stolen = genuine.extension(DICE)
     assert stolen is not None
@@ -105,7 +84,7 @@ def test_rejects_evidence_replayed_in_new_cert(sim) -> None:
 
 def test_rejects_expired_cert(sim) -> None:
     key = new_key()
-    der = cert_for(key, dice_value(sim[0], key), start=datetime.now(UTC) - timedelta(hours=2))
+    der = cert_for(key, dice_evidence(sim[0], key), start=datetime.now(UTC) - timedelta(hours=2))
     with pytest.raises(VerificationError) as info:
         check(sim, der)
     assert info.value.code == "certificate_expired"
@@ -113,7 +92,7 @@ def test_rejects_expired_cert(sim) -> None:
 
 def test_rejects_not_yet_valid_cert(sim) -> None:
     key = new_key()
-    der = cert_for(key, dice_value(sim[0], key), start=datetime.now(UTC) + timedelta(hours=1))
+    der = cert_for(key, dice_evidence(sim[0], key), start=datetime.now(UTC) + timedelta(hours=1))
     with pytest.raises(VerificationError) as info:
         check(sim, der)
     assert info.value.code == "certificate_expired"
@@ -122,7 +101,7 @@ def test_rejects_not_yet_valid_cert(sim) -> None:
 
 def test_rejects_debug_enclave(sim) -> None:
     key = new_key()
-    der = cert_for(key, dice_value(sim[0], key, debug=True))
+    der = cert_for(key, dice_evidence(sim[0], key, debug=True))
     with pytest.raises(PolicyError) as info:
         check(sim, der)
     assert info.value.check == "debug"
@@ -131,7 +110,7 @@ def test_rejects_debug_enclave(sim) -> None:
 
 def test_rejects_simulated_evidence_under_intel_only_trust(sim) -> None:
     key = new_key()
-    der = cert_for(key, dice_value(sim[0], key))
+    der = cert_for(key, dice_evidence(sim[0], key))
     intel_only = Verifier(anchors=TrustAnchor.intel(), collateral=sim[0].collateral())
     with pytest.raises(VerificationError) as info:
         verify_certificate(der, verifier=intel_only, policy=policy(), now=int(time.time()))
@@ -140,7 +119,7 @@ def test_rejects_simulated_evidence_under_intel_only_trust(sim) -> None:
 
 def test_rejects_simulated_evidence_under_default_policy(sim) -> None:
     key = new_key()
-    der = cert_for(key, dice_value(sim[0], key))
+    der = cert_for(key, dice_evidence(sim[0], key))
     with pytest.raises(PolicyError) as info:
         check(sim, der, default_policy(mrenclave=[MRENCLAVE]))
     assert info.value.check == "simulated"
@@ -154,7 +133,7 @@ def test_rejects_missing_extension(sim) -> None:
 
 def test_rejects_tampered_claims(sim) -> None:
     key = new_key()
-    _, quote, _ = decode_tagged_evidence(dice_value(sim[0], key))
+    _, quote, _ = decode_tagged_evidence(dice_evidence(sim[0], key))
     forged = encode_claims(spki(key), {"role": b"admin"})  # the quote covers other claims
     with pytest.raises(VerificationError) as info:
         check(sim, cert_for(key, encode_tagged_evidence(quote, forged)))
@@ -163,7 +142,7 @@ def test_rejects_tampered_claims(sim) -> None:
 
 def test_rejects_claims_whose_pubkey_hash_names_another_key(sim) -> None:
     key, other = new_key(), new_key()
-    value = dice_value(sim[0], other)  # quote honestly covers claims about `other`
+    value = dice_evidence(sim[0], other)  # quote honestly covers claims about `other`
     with pytest.raises(VerificationError) as info:
         check(sim, cert_for(key, value))
     assert info.value.code == "key_binding"
@@ -171,7 +150,7 @@ def test_rejects_claims_whose_pubkey_hash_names_another_key(sim) -> None:
 
 def test_rejects_bad_self_signature(sim) -> None:
     key = new_key()
-    der = cert_for(key, dice_value(sim[0], key), signer=new_key())
+    der = cert_for(key, dice_evidence(sim[0], key), signer=new_key())
     with pytest.raises(CertificateError) as info:
         check(sim, der)
     assert info.value.code == "bad_signature"
@@ -179,7 +158,7 @@ def test_rejects_bad_self_signature(sim) -> None:
 
 def test_rejects_wrong_mrenclave_policy(sim) -> None:
     key = new_key()
-    der = cert_for(key, dice_value(sim[0], key))
+    der = cert_for(key, dice_evidence(sim[0], key))
     with pytest.raises(PolicyError) as info:
         check(sim, der, default_policy(mrenclave=[b"\x33" * 32], allow_simulated=True))
     assert info.value.check == "mrenclave"
@@ -199,7 +178,7 @@ def test_rejects_report_data_with_nonzero_tail(sim) -> None:
 
 def test_rejects_unsupported_dice_evidence_tag(sim) -> None:
     key = new_key()
-    _, quote, claims = decode_tagged_evidence(dice_value(sim[0], key))
+    _, quote, claims = decode_tagged_evidence(dice_evidence(sim[0], key))
     value = _encoding.head(6, 60001) + _encoding.dumps([quote, claims])
     with pytest.raises(CertificateError) as info:
         check(sim, cert_for(key, value))
@@ -221,12 +200,12 @@ def test_rejects_epid_evidence(sim) -> None:
 def test_cache_does_not_cache_failures(sim) -> None:
     pv = PeerVerifier(verifier=sim[1], policy=policy())
     key = new_key()
-    bad = cert_for(key, dice_value(sim[0], new_key()))
+    bad = cert_for(key, dice_evidence(sim[0], new_key()))
     for _ in range(3):
         with pytest.raises(VerificationError):
             pv.verify(bad)
     assert (pv.hits, pv.misses) == (0, 3)
-    good = cert_for(key, dice_value(sim[0], key))
+    good = cert_for(key, dice_evidence(sim[0], key))
     pv.verify(good)
     pv.verify(good)
     assert (pv.hits, pv.misses) == (1, 4)
@@ -235,7 +214,7 @@ def test_cache_does_not_cache_failures(sim) -> None:
 def test_cache_entry_expires_with_cert(sim) -> None:
     key = new_key()
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
-    der = cert_for(key, dice_value(sim[0], key), start=start, lifetime=timedelta(seconds=60))
+    der = cert_for(key, dice_evidence(sim[0], key), start=start, lifetime=timedelta(seconds=60))
     clock = [time.time()]
     pv = PeerVerifier(verifier=sim[1], policy=policy(), clock=lambda: clock[0], cache_ttl=3600)
     pv.verify(der)
@@ -250,7 +229,7 @@ def test_cache_entry_expires_with_cert(sim) -> None:
 
 def test_cache_is_keyed_by_the_whole_certificate(sim) -> None:
     key = new_key()
-    value = dice_value(sim[0], key)
+    value = dice_evidence(sim[0], key)
     good = cert_for(key, value)
     pv = PeerVerifier(verifier=sim[1], policy=policy())
     pv.verify(good)

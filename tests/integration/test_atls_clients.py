@@ -21,11 +21,12 @@ from _atls_testkit import (
     CountingTLSServer,
     TestCert,
     attested_cert,
+    evidence_for,
+    peers,
     plain_cert,
 )
 from enklave.atls._client import client_context
 from enklave.atls._issue import issue_credentials
-from enklave.atls._verify import PeerVerifier
 from enklave.atls.transport import (
     PEER_EXTENSION,
     AsyncAttestedTransport,
@@ -35,8 +36,6 @@ from enklave.atls.transport import (
 )
 from enklave.backends.simulation import SimPlatform
 from enklave.errors import AtlsError, CertificateError, PolicyError
-from enklave.models.evidence import Evidence, report_data_for
-from enklave.verify import TrustAnchor, Verifier, default_policy
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +46,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
 @pytest.fixture(scope="module")
 def enclave_cert(platform: SimPlatform, tmp_path_factory: pytest.TempPathFactory) -> TestCert:
     return attested_cert(platform, tmp_path_factory.mktemp("certs"))
-
-
-def peers(platform: SimPlatform, mrenclave: bytes = MRENCLAVE) -> PeerVerifier:
-    anchor = TrustAnchor("simulation root (tests)", platform.root_certificate, True)
-    verifier = Verifier(anchors=anchor, collateral=platform.collateral())
-    return PeerVerifier(verifier=verifier,
-                        policy=default_policy(mrenclave=[mrenclave], allow_simulated=True))
 
 
 def url(srv: CountingTLSServer) -> str:
@@ -137,12 +129,7 @@ def test_rejects_verifier_swap_on_a_transport(platform: SimPlatform) -> None:
 
 
 def test_client_context_with_credentials_is_new_each_time(platform: SimPlatform) -> None:
-    def make(claims: bytes) -> Evidence:
-        quote = platform.quote(report_data_for(claims), mrenclave=MRENCLAVE,
-                               mrsigner=b"\x22" * 32, isv_prod_id=1, isv_svn=1, debug=False)
-        return Evidence(quote=quote, claims=claims, simulated=True)
-
-    creds = issue_credentials(evidence=make)
+    creds = issue_credentials(evidence=evidence_for(platform))
     first, second = client_context(credentials=creds), client_context(credentials=creds)
     assert first is not second and first is not creds.client_context()
     first.maximum_version = ssl.TLSVersion.TLSv1_2  # a caller's change stays its own

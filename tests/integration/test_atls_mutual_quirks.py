@@ -8,82 +8,52 @@ attesting a client must end as a counted refusal, never as an unhandled exceptio
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import socket
 import ssl
-import time
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
+from _atls_testkit import (
+    MRENCLAVE,
+    cert_builder,
+    dice_evidence,
+    evidence_for,
+    peers,
+    settle,
+    with_null_ecdsa_params,
+)
 from enklave.atls import _tlspipe
-from enklave.atls._dice import DICE_EVIDENCE_OID, encode_claims, encode_tagged_evidence
+from enklave.atls._dice import DICE_EVIDENCE_OID
 from enklave.atls._issue import issue_credentials
-from enklave.atls._server import BackgroundServer, start_server
-from enklave.atls._verify import PeerVerifier
+from enklave.atls._server import start_server
 from enklave.atls._x509 import Certificate
 from enklave.backends.simulation import SimPlatform
-from enklave.models import _der
-from enklave.models.evidence import Evidence, report_data_for
-from enklave.verify import TrustAnchor, Verifier, default_policy
-
-MRENCLAVE = b"\x11" * 32
-ECDSA_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
-ECDSA_SHA256_NULL = bytes.fromhex("300c06082a8648ce3d0403020500")  # the mbedTLS quirk
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimPlatform, Path]:
-    home = tmp_path_factory.mktemp("sim") / "platform"
-    return SimPlatform.init(home), home
-
-
-def quote_for(platform: SimPlatform, claims: bytes) -> bytes:
-    return platform.quote(report_data_for(claims), mrenclave=MRENCLAVE, mrsigner=b"\x22" * 32,
-                          isv_prod_id=1, isv_svn=1, debug=False)
-
-
-def peers(sim) -> PeerVerifier:
-    verifier = Verifier(anchors=TrustAnchor.simulation(sim[1]), collateral=sim[0].collateral())
-    return PeerVerifier(verifier=verifier,
-                        policy=default_policy(mrenclave=[MRENCLAVE], allow_simulated=True))
+def sim(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
+    return SimPlatform.init(tmp_path_factory.mktemp("sim") / "platform")
 
 
 def null_params_client(platform: SimPlatform, tmp: Path) -> tuple[ssl.SSLContext, bytes]:
     """A client context presenting an attested certificate whose ECDSA AlgorithmIdentifier
     (in the TBS and outside) carries an explicit NULL, re-signed over the new TBS."""
     key = ec.generate_private_key(ec.SECP256R1())
-    spki = key.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
-    claims = encode_claims(spki)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gramine-like client")])
-    now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
+        cert_builder(key, "gramine-like client")
         .add_extension(x509.UnrecognizedExtension(
-            x509.ObjectIdentifier(DICE_EVIDENCE_OID),
-            encode_tagged_evidence(quote_for(platform, claims), claims)), critical=False)
+            x509.ObjectIdentifier(DICE_EVIDENCE_OID), dice_evidence(platform, key)),
+            critical=False)
         .sign(key, hashes.SHA256())
     )  # fmt: skip
-    tbs = cert.tbs_certificate_bytes
-    assert tbs.count(ECDSA_SHA256) == 1
-    node = _der.parse(tbs)
-    _, start, _ = _der.read_header(tbs, 0, len(tbs))
-    assert node.tag == _der.SEQUENCE
-    new_tbs = _der.tlv(_der.SEQUENCE, tbs[start:].replace(ECDSA_SHA256, ECDSA_SHA256_NULL))
-    signature = key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
-    der = _der.tlv(_der.SEQUENCE, new_tbs + ECDSA_SHA256_NULL
-                   + _der.tlv(0x03, b"\x00" + signature))  # fmt: skip
+    der = with_null_ecdsa_params(cert.public_bytes(serialization.Encoding.DER), key)
     with pytest.raises(ValueError):  # what made the server crash before
         x509.load_der_x509_certificate(der)
     Certificate.from_der(der).verify_signature()  # enklave's parser takes the quirk
@@ -96,22 +66,6 @@ def null_params_client(platform: SimPlatform, tmp: Path) -> tuple[ssl.SSLContext
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     ctx.load_cert_chain(tmp / "c.pem", tmp / "k.pem")
     return ctx, der
-
-
-def settle(server: BackgroundServer, **expected: int) -> None:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if all(getattr(server.stats, k) == v for k, v in expected.items()):
-            return
-        time.sleep(0.01)
-    assert server.stats.to_dict() | expected == server.stats.to_dict()
-
-
-def evidence_fn(platform: SimPlatform):
-    def make(claims: bytes) -> Evidence:
-        return Evidence(quote=quote_for(platform, claims), claims=claims, simulated=True)
-
-    return make
 
 
 def talk(port: int, ctx: ssl.SSLContext, data: bytes) -> bytes:
@@ -130,7 +84,7 @@ def talk(port: int, ctx: ssl.SSLContext, data: bytes) -> bytes:
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
 def test_mutual_accepts_client_cert_with_null_ecdsa_parameters(sim, tmp_path, version) -> None:
-    ctx, der = null_params_client(sim[0], tmp_path)
+    ctx, der = null_params_client(sim, tmp_path)
     ctx.maximum_version = version
     seen: list[object] = []
 
@@ -139,7 +93,7 @@ def test_mutual_accepts_client_cert_with_null_ecdsa_parameters(sim, tmp_path, ve
         writer.write(await reader.read(100))
         await writer.drain()
 
-    creds = issue_credentials(evidence=evidence_fn(sim[0]))
+    creds = issue_credentials(evidence=evidence_for(sim))
     with start_server(handler, credentials=creds, peer_verifier=peers(sim)) as server:
         assert talk(server.port, ctx, b"gramine says hi") == b"gramine says hi"
         settle(server, connections=1, handshakes=1, refused=0)
@@ -156,13 +110,13 @@ def test_unexpected_failure_attesting_a_client_is_a_counted_refusal(
         raise ValueError("a certificate this library cannot handle")
 
     monkeypatch.setattr(_tlspipe.crypto, "dump_certificate", broken)
-    ctx, _ = null_params_client(sim[0], tmp_path)
+    ctx, _ = null_params_client(sim, tmp_path)
     reached: list[object] = []
 
     async def handler(reader, writer, peer) -> None:  # pragma: no cover - must not run
         reached.append(peer)
 
-    creds = issue_credentials(evidence=evidence_fn(sim[0]))
+    creds = issue_credentials(evidence=evidence_for(sim))
     caplog.set_level(logging.INFO)
     with start_server(handler, credentials=creds, peer_verifier=peers(sim)) as server:
         assert talk(server.port, ctx, b"hello?") == b""
@@ -177,5 +131,5 @@ def test_unexpected_failure_attesting_a_client_is_a_counted_refusal(
 
 
 def test_pyopenssl_server_context_disables_renegotiation(sim) -> None:
-    creds = issue_credentials(evidence=evidence_fn(sim[0]))
+    creds = issue_credentials(evidence=evidence_for(sim))
     assert creds._pyopenssl_context().set_options(0) & SSL.OP_NO_RENEGOTIATION

@@ -9,7 +9,6 @@ ones never reach the handler and never get a byte read.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import http.client
 import socket
 import ssl
@@ -18,11 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from _atls_testkit import MRENCLAVE, evidence_for, peers, plain_cert, settle
+from _atls_testkit import OTHER_MRENCLAVE as OTHER
 from enklave.atls._asgi import start_asgi_server
 from enklave.atls._client import connect
 from enklave.atls._issue import Credentials, issue_credentials
@@ -31,26 +28,13 @@ from enklave.atls._server import BackgroundServer, start_server
 from enklave.atls._verify import PeerVerifier, verify_certificate
 from enklave.backends.simulation import SimPlatform
 from enklave.errors import AtlsError, PolicyError
-from enklave.models.evidence import Evidence, report_data_for
 from enklave.verify import TrustAnchor, Verifier, default_policy
-
-MRENCLAVE = b"\x11" * 32
-OTHER = b"\x33" * 32
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimPlatform, Path]:
     home = tmp_path_factory.mktemp("sim") / "platform"
     return SimPlatform.init(home), home
-
-
-def evidence_for(platform: SimPlatform, mrenclave: bytes = MRENCLAVE):
-    def make(claims: bytes) -> Evidence:
-        quote = platform.quote(report_data_for(claims), mrenclave=mrenclave,
-                               mrsigner=b"\x22" * 32, isv_prod_id=1, isv_svn=1, debug=False)
-        return Evidence(quote=quote, claims=claims, simulated=True)
-
-    return make
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +44,6 @@ def creds(sim) -> Credentials:
 
 def verifier(sim) -> Verifier:
     return Verifier(anchors=TrustAnchor.simulation(sim[1]), collateral=sim[0].collateral())
-
-
-def peers(sim, mrenclave: bytes = MRENCLAVE) -> PeerVerifier:
-    policy = default_policy(mrenclave=[mrenclave], allow_simulated=True)
-    return PeerVerifier(verifier=verifier(sim), policy=policy)
 
 
 def insecure_client() -> ssl.SSLContext:
@@ -87,16 +66,6 @@ def recv_until_closed(sock: ssl.SSLSocket) -> bytes:
     except (ssl.SSLError, OSError):
         pass
     return data
-
-
-def settle(server: BackgroundServer, **expected: int) -> None:
-    """Wait (briefly) until the server's counters reach the expected values."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if all(getattr(server.stats, k) == v for k, v in expected.items()):
-            return
-        time.sleep(0.01)
-    assert server.stats.to_dict() | expected == server.stats.to_dict()
 
 
 async def echo(reader, writer, peer) -> None:
@@ -128,8 +97,8 @@ def test_server_presents_its_attested_certificate(echo_server, creds, sim) -> No
 
 def test_attesting_client_refuses_another_enclave_before_sending_a_byte(echo_server, sim):
     with pytest.raises(PolicyError):
-        connect("127.0.0.1", echo_server.port, verifier=peers(sim, OTHER))
-    with connect("127.0.0.1", echo_server.port, verifier=peers(sim)) as sock:
+        connect("127.0.0.1", echo_server.port, verifier=peers(sim[0], OTHER))
+    with connect("127.0.0.1", echo_server.port, verifier=peers(sim[0])) as sock:
         sock.sendall(b"hello")
         assert sock.recv(10) == b"hello"
     settle(echo_server, connections=2, handshakes=2, bytes_received=5)
@@ -330,7 +299,7 @@ def test_asgi_lifespan_runs_startup_and_shutdown(creds) -> None:
 
 def test_refused_attestation_leaves_the_asgi_server_untouched(asgi_server, sim) -> None:
     with pytest.raises(PolicyError):
-        connect("127.0.0.1", asgi_server.port, verifier=peers(sim, OTHER))
+        connect("127.0.0.1", asgi_server.port, verifier=peers(sim[0], OTHER))
     settle(asgi_server, connections=1, handshakes=1)
     time.sleep(0.1)
     assert asgi_server.stats.bytes_received == 0 and asgi_server.stats.requests == 0
@@ -339,19 +308,9 @@ def test_refused_attestation_leaves_the_asgi_server_untouched(asgi_server, sim) 
 # -- mutual aTLS -------------------------------------------------------------------
 def plain_client(tmp_path: Path) -> ssl.SSLContext:
     """A client presenting an ordinary self-signed certificate (no evidence)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))  # fmt: skip
-    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "k.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))  # fmt: skip
+    cert = plain_cert(tmp_path, name="client")
     ctx = insecure_client()
-    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    ctx.load_cert_chain(cert.cert_file, cert.key_file)
     return ctx
 
 
@@ -366,7 +325,7 @@ class Seen:
 
 @pytest.fixture
 def mutual(creds, sim) -> Iterator[tuple[BackgroundServer, Seen, PeerVerifier]]:
-    seen, verifier_ = Seen(), peers(sim)
+    seen, verifier_ = Seen(), peers(sim[0])
     with start_server(seen.handler, credentials=creds, peer_verifier=verifier_) as server:
         yield server, seen, verifier_
 
@@ -428,7 +387,7 @@ def test_mutual_refuses_unattested_clients(mutual, sim, tmp_path, client_kind, v
 
 def test_mutual_asgi_scope_carries_the_peer(creds, sim) -> None:
     client = issue_credentials(evidence=evidence_for(sim[0]))
-    with start_asgi_server(app, credentials=creds, peer_verifier=peers(sim)) as server:
+    with start_asgi_server(app, credentials=creds, peer_verifier=peers(sim[0])) as server:
         conn = http.client.HTTPSConnection("127.0.0.1", server.port,
                                            context=client.client_context(), timeout=10)
         conn.request("GET", "/who")
@@ -482,7 +441,7 @@ def test_mutual_with_rotating_credentials(sim) -> None:
     rot = RotatingCredentials(interval=10, clock=lambda: clock[0], evidence=evidence_for(sim[0]))
     client = issue_credentials(evidence=evidence_for(sim[0]))
     seen = []
-    with start_server(echo, credentials=rot, peer_verifier=peers(sim)) as server:
+    with start_server(echo, credentials=rot, peer_verifier=peers(sim[0])) as server:
         for _ in range(2):
             with tls(server.port, client.client_context()) as sock:
                 seen.append(sock.getpeercert(True))

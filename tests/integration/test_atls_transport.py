@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,16 @@ from _atls_testkit import (
     CountingTLSServer,
     TestCert,
     attested_cert,
+    evidence_for,
+    peers,
     plain_cert,
 )
 from enklave.atls._asgi import start_asgi_server
 from enklave.atls._issue import issue_credentials
-from enklave.atls._verify import AttestedPeer, PeerVerifier
+from enklave.atls._verify import AttestedPeer
 from enklave.atls.transport import PEER_EXTENSION, AsyncAttestedTransport, AttestedTransport
 from enklave.backends.simulation import SimPlatform
 from enklave.errors import AtlsError, CertificateError, PolicyError, VerificationError
-from enklave.models.evidence import Evidence, report_data_for
-from enklave.verify import TrustAnchor, Verifier, default_policy
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +42,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
 @pytest.fixture(scope="module")
 def enclave_cert(platform: SimPlatform, tmp_path_factory: pytest.TempPathFactory) -> TestCert:
     return attested_cert(platform, tmp_path_factory.mktemp("certs"))
-
-
-def peers(platform: SimPlatform, mrenclave: bytes = MRENCLAVE) -> PeerVerifier:
-    anchor = TrustAnchor("simulation root (tests)", platform.root_certificate, True)
-    verifier = Verifier(anchors=anchor, collateral=platform.collateral())
-    policy = default_policy(mrenclave=[mrenclave], allow_simulated=True)
-    return PeerVerifier(verifier=verifier, policy=policy)
 
 
 def url(srv: CountingTLSServer, path: str = "/hello") -> str:
@@ -175,7 +167,7 @@ def test_unreachable_server_is_httpx_connect_error(platform: SimPlatform) -> Non
 def test_mutual_atls_presents_the_client_certificate(
     platform: SimPlatform, enclave_cert: TestCert
 ) -> None:
-    creds = issue_credentials(evidence=sim_evidence(platform, MRENCLAVE))
+    creds = issue_credentials(evidence=evidence_for(platform, MRENCLAVE))
     ctx = enclave_cert.server_context()
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=creds.certificate_pem)
@@ -228,15 +220,6 @@ def test_async_transport_attests_refuses_and_keeps_alive(
 CLIENT_MRENCLAVE = b"\x44" * 32
 
 
-def sim_evidence(platform: SimPlatform, mrenclave: bytes) -> Callable[[bytes], Evidence]:
-    def make(claims: bytes) -> Evidence:
-        quote = platform.quote(report_data_for(claims), mrenclave=mrenclave, mrsigner=MRSIGNER,
-                               isv_prod_id=1, isv_svn=1, debug=False)
-        return Evidence(quote=quote, claims=claims, simulated=True)
-
-    return make
-
-
 async def whoami(scope: dict[str, Any], receive: Any, send: Any) -> None:
     peer = scope["extensions"]["enklave.peer"]
     body = peer.enclave.mrenclave.hex().encode()
@@ -246,9 +229,9 @@ async def whoami(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def test_mutual_atls_between_two_enclaves(platform: SimPlatform) -> None:
-    server_creds = issue_credentials(evidence=sim_evidence(platform, MRENCLAVE))
-    client_creds = issue_credentials(evidence=sim_evidence(platform, CLIENT_MRENCLAVE))
-    stranger = issue_credentials(evidence=sim_evidence(platform, OTHER_MRENCLAVE))
+    server_creds = issue_credentials(evidence=evidence_for(platform, MRENCLAVE))
+    client_creds = issue_credentials(evidence=evidence_for(platform, CLIENT_MRENCLAVE))
+    stranger = issue_credentials(evidence=evidence_for(platform, OTHER_MRENCLAVE))
     with start_asgi_server(whoami, credentials=server_creds,
                            peer_verifier=peers(platform, CLIENT_MRENCLAVE)) as server:
         address = f"https://127.0.0.1:{server.port}/"

@@ -12,21 +12,20 @@ import pytest
 
 from _atls_testkit import (
     MRENCLAVE,
-    MRSIGNER,
     OTHER_MRENCLAVE,
     CountingTLSServer,
     TestCert,
     attested_cert,
+    evidence_for,
+    peers,
     plain_cert,
 )
 from enklave.atls._client import AttestedSocket, attest_connection, client_context, connect
 from enklave.atls._issue import issue_credentials
 from enklave.atls._server import start_server
-from enklave.atls._verify import AttestedPeer, PeerVerifier
+from enklave.atls._verify import AttestedPeer
 from enklave.backends.simulation import SimPlatform
 from enklave.errors import AtlsError, CertificateError, PolicyError, VerificationError
-from enklave.models.evidence import Evidence, report_data_for
-from enklave.verify import TrustAnchor, Verifier, default_policy
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +36,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> SimPlatform:
 @pytest.fixture(scope="module")
 def enclave_cert(platform: SimPlatform, tmp_path_factory: pytest.TempPathFactory) -> TestCert:
     return attested_cert(platform, tmp_path_factory.mktemp("certs"))
-
-
-def peers(platform: SimPlatform, mrenclave: bytes = MRENCLAVE) -> PeerVerifier:
-    anchor = TrustAnchor("simulation root (tests)", platform.root_certificate, True)
-    verifier = Verifier(anchors=anchor, collateral=platform.collateral())
-    policy = default_policy(mrenclave=[mrenclave], allow_simulated=True)
-    return PeerVerifier(verifier=verifier, policy=policy)
 
 
 def test_client_context_is_tls12_plus_and_leaves_authentication_to_attestation() -> None:
@@ -167,8 +159,8 @@ def test_mutual_atls_connect_presents_client_credentials(
         writer.write(peer.enclave.mrenclave)
         await writer.drain()
 
-    client_creds = issue_credentials(evidence=lambda c: sim_evidence(platform, c, OTHER_MRENCLAVE))
-    server_creds = issue_credentials(evidence=lambda c: sim_evidence(platform, c, MRENCLAVE))
+    client_creds = issue_credentials(evidence=evidence_for(platform, OTHER_MRENCLAVE))
+    server_creds = issue_credentials(evidence=evidence_for(platform))
     with start_server(echo_peer, credentials=server_creds,
                       peer_verifier=peers(platform, OTHER_MRENCLAVE)) as server:
         with connect("127.0.0.1", server.port, verifier=peers(platform),
@@ -176,9 +168,3 @@ def test_mutual_atls_connect_presents_client_credentials(
             assert conn.peer.enclave.mrenclave == MRENCLAVE
             conn.sendall(b"?")
             assert conn.recv(64) == OTHER_MRENCLAVE
-
-
-def sim_evidence(platform: SimPlatform, claims: bytes, mrenclave: bytes) -> Evidence:
-    quote = platform.quote(report_data_for(claims), mrenclave=mrenclave, mrsigner=MRSIGNER,
-                           isv_prod_id=1, isv_svn=1, debug=False)
-    return Evidence(quote=quote, claims=claims, simulated=True)

@@ -3,7 +3,6 @@ it, and an RSA key's NULL parameter must really be NULL (05 00)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from pathlib import Path
 
@@ -11,19 +10,17 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 
-from enklave.atls._dice import DICE_EVIDENCE_OID, encode_claims, encode_tagged_evidence
+from _atls_testkit import MRENCLAVE, cert_builder, dice_evidence
+from enklave.atls._dice import DICE_EVIDENCE_OID
 from enklave.atls._formats import find_evidence
 from enklave.atls._verify import verify_certificate
 from enklave.atls._x509 import Certificate
 from enklave.backends.simulation import SimPlatform
 from enklave.errors import CertificateError
 from enklave.models import _der
-from enklave.models.evidence import report_data_for
 from enklave.verify import TrustAnchor, Verifier, default_policy
 
-MRENCLAVE = b"\x11" * 32
 COMMENT = "2.16.840.1.113730.1.13"
 RSA_ENCRYPTION = bytes.fromhex("06092a864886f70d010101")
 SHA256_RSA = bytes.fromhex("300d06092a864886f70d01010b0500")
@@ -37,27 +34,11 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimPlatform, Path]:
 
 
 def cert(key, extensions: dict[str, bytes]) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "parsing")])
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-    )  # fmt: skip
+    builder = cert_builder(key, "parsing")
     for oid, value in extensions.items():
         builder = builder.add_extension(
             x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), critical=False)
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
-
-
-def dice(sim, key) -> bytes:
-    spki = key.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
-    claims = encode_claims(spki)
-    quote = sim[0].quote(report_data_for(claims), mrenclave=MRENCLAVE, mrsigner=b"\x22" * 32,
-                         isv_prod_id=1, isv_svn=1, debug=False)
-    return encode_tagged_evidence(quote, claims)
 
 
 def ia5(text: bytes) -> bytes:
@@ -70,7 +51,7 @@ def ia5(text: bytes) -> bytes:
 ])  # fmt: skip
 def test_ordinary_netscape_comment_does_not_fail_an_attested_cert(sim, comment: bytes) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    der = cert(key, {DICE_EVIDENCE_OID: dice(sim, key), COMMENT: comment})
+    der = cert(key, {DICE_EVIDENCE_OID: dice_evidence(sim[0], key), COMMENT: comment})
     assert [ev.format for ev in find_evidence(Certificate.from_der(der))] == ["tcg-dice"]
     verifier = Verifier(anchors=TrustAnchor.simulation(sim[1]), collateral=sim[0].collateral())
     peer = verify_certificate(der, verifier=verifier, now=int(time.time()),

@@ -13,6 +13,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from _atls_testkit import (
+    ECDSA_SHA256,
+    MRENCLAVE,
+    MRSIGNER,
+    cert_builder,
+    dice_evidence,
+    sim_quote,
+    spki,
+    with_null_ecdsa_params,
+)
 from enklave import _encoding
 from enklave.atls._binding import bind, pem_with_nul
 from enklave.atls._dice import (
@@ -28,11 +38,8 @@ from enklave.atls._verify import AttestedPeer, PeerVerifier, verify_certificate
 from enklave.atls._x509 import Certificate, load_certificates
 from enklave.backends.simulation import SimPlatform
 from enklave.errors import CertificateError, PolicyError, VerificationError
-from enklave.models.evidence import report_data_for
 from enklave.verify import TrustAnchor, Verifier, default_policy
 
-MRENCLAVE = b"\x11" * 32
-MRSIGNER = b"\x22" * 32
 DICE = "2.23.133.5.4.9"
 
 
@@ -44,30 +51,17 @@ def sim(tmp_path_factory):
     return platform, verifier
 
 
-def _spki(key) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-def make_cert(platform, *, key=None, ext=None, oid=DICE, report_data=None, debug=False,
+def make_cert(platform, *, key=None, ext=None, oid=DICE, debug=False,
               lifetime=timedelta(days=1), start=None, signer=None, extra=None,
               issuer="enklave test") -> bytes:
     """A self-signed cert carrying DICE evidence (or ``ext`` under ``oid``); with ``signer``
     and ``issuer`` (a common name) a CA-signed one."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     if ext is None:
-        claims = encode_claims(_spki(key), extra)
-        quote = platform.quote(report_data or report_data_for(claims), mrenclave=MRENCLAVE,
-                               mrsigner=MRSIGNER, isv_prod_id=1, isv_svn=1, debug=debug)
-        ext = encode_tagged_evidence(quote, claims)
-    start = start or datetime.now(UTC) - timedelta(minutes=5)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "enklave test")])
+        ext = dice_evidence(platform, key, debug=debug, extra=extra)
+    issuer_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])
     builder = (
-        x509.CertificateBuilder().subject_name(name)
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(start + lifetime)
+        cert_builder(key, "enklave test", issuer_name, start=start, lifetime=lifetime)
         .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), ext), False)
     )
     signer = signer or key
@@ -137,7 +131,7 @@ def test_reader_matches_cryptography(sim, kind: str) -> None:
            "ed25519": ed25519.Ed25519PrivateKey.generate}[kind]()
     der = make_cert(sim[0], key=key)
     ours, theirs = Certificate.from_der(der), x509.load_der_x509_certificate(der)
-    assert ours.spki_der == _spki(key)
+    assert ours.spki_der == spki(key)
     assert ours.tbs == theirs.tbs_certificate_bytes
     assert ours.serial == theirs.serial_number
     assert ours.not_after == theirs.not_valid_after_utc.replace(microsecond=0)
@@ -147,21 +141,9 @@ def test_reader_matches_cryptography(sim, kind: str) -> None:
     assert load_certificates(ours.pem().encode() * 2)[1].der == der
 
 
-def _with_null_params(der: bytes, key) -> bytes:
-    """Re-encode an ECDSA cert's AlgorithmIdentifiers with an explicit NULL (as mbedTLS does)
-    and sign the new TBS again with ``key``."""
-    from enklave.models import _der
-    old = bytes.fromhex("300a06082a8648ce3d040302")
-    new = bytes.fromhex("300c06082a8648ce3d0403020500")
-    tbs_node = _der.parse(der).children[0]
-    tbs = _der.tlv(0x30, tbs_node.value.replace(old, new, 1))
-    sig = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
-    return _der.tlv(0x30, tbs + new + _der.tlv(0x03, b"\0" + sig))
-
-
 def test_reader_accepts_mbedtls_null_params_and_checks_signature(sim) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
-    der = _with_null_params(make_cert(sim[0], key=key), key)
+    der = with_null_ecdsa_params(make_cert(sim[0], key=key), key)
     with pytest.raises(ValueError):
         x509.load_der_x509_certificate(der)  # cryptography >= 50 refuses it
     cert = Certificate.from_der(der)
@@ -184,8 +166,7 @@ def test_reader_refuses_garbage(bad: bytes) -> None:
 
 def test_reader_refuses_odd_algorithm_parameters(sim) -> None:
     der = make_cert(sim[0])
-    old = bytes.fromhex("300a06082a8648ce3d040302")
-    bad = der.replace(old, bytes.fromhex("300c06082a8648ce3d0403020101"), 1)
+    bad = der.replace(ECDSA_SHA256, bytes.fromhex("300c06082a8648ce3d0403020101"), 1)
     with pytest.raises(CertificateError):
         Certificate.from_der(bad)
 
@@ -211,7 +192,7 @@ def test_missing_extension_is_typed(sim) -> None:
 @pytest.mark.parametrize("rule", ["spki", "pem"])
 def test_oe_report_accepts_both_hash_conventions(sim, rule: str) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    pre = _spki(key) if rule == "spki" else pem_with_nul(_spki(key))
+    pre = spki(key) if rule == "spki" else pem_with_nul(spki(key))
     quote = sim[0].quote(hashlib.sha256(pre).digest() + bytes(32), mrenclave=MRENCLAVE,
                          mrsigner=MRSIGNER, isv_prod_id=1, isv_svn=1, debug=False)
     ext = struct.pack("<IIQ", 1, 2, len(quote)) + quote
@@ -224,9 +205,8 @@ def test_oe_report_accepts_both_hash_conventions(sim, rule: str) -> None:
 
 def test_oe_evidence_v2_binds_custom_claims(sim) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    claims = pem_with_nul(_spki(key))
-    quote = sim[0].quote(report_data_for(claims), mrenclave=MRENCLAVE, mrsigner=MRSIGNER,
-                         isv_prod_id=1, isv_svn=1, debug=False)
+    claims = pem_with_nul(spki(key))
+    quote = sim_quote(sim[0], claims)
     data = quote + claims
     ext = struct.pack("<I", 3) + OE_SGX_ECDSA_UUID + bytes(4) + struct.pack("<Q", len(data)) + data
     cert = Certificate.from_der(make_cert(sim[0], key=key, ext=ext, oid="1.3.6.1.4.1.311.105.2"))
@@ -241,8 +221,7 @@ def test_oe_evidence_v2_binds_custom_claims(sim) -> None:
 
 def test_dstack_container_and_padding(sim) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    spki = _spki(key)
-    quote = sim[0].quote(hashlib.sha512(b"ratls-cert:" + spki).digest(), mrenclave=MRENCLAVE,
+    quote = sim[0].quote(hashlib.sha512(b"ratls-cert:" + spki(key)).digest(), mrenclave=MRENCLAVE,
                          mrsigner=MRSIGNER, isv_prod_id=1, isv_svn=1, debug=False)
     from enklave.models._der import tlv
     ext = tlv(0x04, quote + bytes(70))
@@ -288,12 +267,8 @@ def test_verify_certificate_checks_in_order(sim) -> None:
 def make_ca(name: str = "Test KMS CA", key=None) -> tuple[object, bytes]:
     """A CA key and its self-signed certificate (PEM)."""
     key = key or ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        cert_builder(key, name)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
