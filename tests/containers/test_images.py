@@ -13,7 +13,7 @@ from importlib import metadata
 import pytest
 
 from enklave.deploy import image_labels
-from enklave.deploy._image import image_labels_raw
+from enklave.deploy._image import inspect_image
 from enklave.package import build_app, read_bundle
 
 from ._podman_testkit import HELLO_DIR, HELLO_TAG, podman, podman_bytes, requires_podman
@@ -68,7 +68,7 @@ def test_image_runs_as_uid_10001(hello_image):
     info, _ = hello_image
     assert podman("run", "--rm", "--entrypoint", "id", info.tag).split()[:2] == [
         "uid=10001(10001)", "gid=10001(10001)"]
-    assert image_labels_raw(info.tag)["Config"]["User"] == "10001:10001"
+    assert inspect_image(info.tag)["Config"]["User"] == "10001:10001"
 
 
 def test_enklave_cli_works_inside_the_image(hello_image):
@@ -80,7 +80,7 @@ def test_enklave_cli_works_inside_the_image(hello_image):
 
 def test_image_layout_entrypoint_env_and_port(hello_image):
     info, _ = hello_image
-    config = image_labels_raw(info.tag)["Config"]
+    config = inspect_image(info.tag)["Config"]
     assert config["Entrypoint"] == [
         "/opt/enklave/bin/enklave", "serve", "/app/app.bundle", "--bind", "0.0.0.0",
         "--port", "8443", "--ocalls", "/app/host.py"]

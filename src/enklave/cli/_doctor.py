@@ -6,9 +6,10 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..deploy._doctor import DoctorReport, Probe, doctor_report
+if TYPE_CHECKING:
+    from ..deploy._doctor import DoctorReport
 
 __all__ = ["cmd_doctor", "register"]
 
@@ -46,6 +47,8 @@ def _render(report: DoctorReport) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from ..deploy._doctor import Probe, doctor_report
+
     report = doctor_report(Probe(root=args.root), backend=args.backend)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from ._attest import _print_info
 
 __all__ = ["cmd_image_base", "cmd_image_build", "register"]
 
@@ -54,17 +55,12 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
     info = build_image(args.app, key=args.key, base=args.base, tag=args.tag,
                        progress=_progress, enklave_wheel=args.wheel, no_cache=args.no_cache)
-    out = {
+    _print_info({
         "tag": info.tag,
         "image_id": info.image_id,
         "mrenclave": info.mrenclave.hex(),
         "mrsigner": info.mrsigner.hex(),
         "product_id": info.product_id,
         "security_version": info.security_version,
-    }
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        for key, value in out.items():
-            print(f"{key}: {value}")
+    }, as_json=args.json)
     return 0

@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..deploy._k8s import ManifestOptions, find_bundle, k8s_name, render_manifests
 from ..errors import DeployError
-from ..package import read_bundle
 
 __all__ = ["cmd_k8s_manifest", "register"]
 
@@ -47,8 +45,11 @@ def register(sub: Any) -> None:
 
 
 def cmd_k8s_manifest(args: argparse.Namespace) -> int:
-    bundle = find_bundle(args.app)
-    name = args.name or k8s_name(read_bundle(bundle).config.name)
+    from ..deploy._k8s import ManifestOptions, find_bundle, k8s_name, render_manifests
+    from ..package import read_bundle
+
+    bundle = read_bundle(find_bundle(args.app))
+    name = args.name or k8s_name(bundle.config.name)
     affinity = None if args.node_affinity == "none" else args.node_affinity
     opts = ManifestOptions(
         name=name, image=args.image, simulation=args.simulation, epc_style=args.epc_style,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Final
 
 from ..errors import DeployError
@@ -73,7 +73,6 @@ def render_containerfile(
     labels: Mapping[str, str],
     has_host: bool,
     port: int = IMAGE_PORT,
-    extra_files: Sequence[str] = (),
 ) -> str:
     """Render the Containerfile for an app image.
 
@@ -85,7 +84,6 @@ def render_containerfile(
         labels: image labels (sorted in the output, so the text is deterministic).
         has_host: copy ``host.py`` and pass ``--ocalls /app/host.py`` to ``enklave serve``.
         port: the port ``enklave serve`` listens on (EXPOSEd).
-        extra_files: more build-context files to copy into ``/app/`` (none for now).
 
     Returns:
         The Containerfile text.
@@ -114,7 +112,6 @@ def render_containerfile(
     ]
     if has_host:
         lines.append(f"COPY host.py {APP_HOST}")
-    lines += [f"COPY {name} /app/{name}" for name in extra_files]
     lines += _labels(labels)
     lines += [
         f"ENV PATH={_PATH} \\",

@@ -21,7 +21,7 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -323,8 +323,8 @@ def doctor_report(probe: Probe | None = None, *, backend: str = "auto") -> Docto
                           "the manifests"),
               _check_validate(p), verdict]
     if chosen == "gramine":
-        checks = [Check(c.name, c.ok, c.detail, c.fix, blocking=True)
-                  if c.name in ("sgx-device", "gramine") else c for c in checks]
+        checks = [replace(c, blocking=True) if c.name in ("sgx-device", "gramine") else c
+                  for c in checks]
     ok = all(c.ok for c in checks if c.blocking)
     return DoctorReport(tuple(checks), chosen, ok)
 

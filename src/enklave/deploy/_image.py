@@ -27,7 +27,7 @@ from ._containerfile import render_containerfile
 from ._podman import image_exists, require_tool, run_tool, stream_tool
 from ._wheels import prepare_wheelhouse
 
-__all__ = ["ImageInfo", "build_image", "image_labels", "labels_for"]
+__all__ = ["ImageInfo", "build_image", "image_labels", "inspect_image", "labels_for"]
 
 LABEL_PREFIX = "io.enklave."
 
@@ -124,7 +124,7 @@ def build_image(
             args.append("--no-cache")
         progress(f"podman build -> {tag}" + (" (host.py included)" if has_host else ""))
         stream_tool([*args, str(ctx)], what=f"building image {tag}", progress=progress)
-    image_id = image_labels_raw(tag)["Id"]
+    image_id = inspect_image(tag)["Id"]
     progress(f"image {tag} ({str(image_id)[:12]}) built in {time.monotonic() - started:.1f} s")
     sig = bundle.sigstruct
     return ImageInfo(tag, str(image_id), bundle.mrenclave, bundle.mrsigner,
@@ -157,7 +157,7 @@ def _fill_context(
     return has_host
 
 
-def image_labels_raw(tag: str) -> dict[str, Any]:
+def inspect_image(tag: str) -> dict[str, Any]:
     """``podman image inspect`` of one image, as a dict (``Id``, ``Labels``, ``Config``...).
 
     Raises:
@@ -181,5 +181,5 @@ def image_labels(tag: str) -> dict[str, str]:
     Raises:
         DeployError: podman is missing or the image does not exist.
     """
-    labels = image_labels_raw(tag).get("Labels") or {}
+    labels = inspect_image(tag).get("Labels") or {}
     return {str(k): str(v) for k, v in labels.items()}

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
+from ..enclave._gateway import HEALTH_PATH
 from ..errors import ConfigError, DeployError
 from ..package import AppConfig, Bundle, read_bundle
 
@@ -54,7 +55,6 @@ DEFAULT_AFFINITY: dict[str, str] = {
 """Default node-affinity requirement per style: ``KEY=VALUE`` (In) or ``KEY`` (Exists)."""
 
 PROVISION_RESOURCE = "sgx.intel.com/provision"
-HEALTH_PATH = "/enklave/v1/health"
 MEMORY_HEADROOM_MIB = 256
 """Container memory on top of the app's ``memory_mb``: the host process and the runtime."""
 
@@ -322,8 +322,8 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
-def render_manifests(bundle: Path, opts: ManifestOptions) -> str:
-    """Render the manifests for a bundle file as one multi-document YAML string.
+def render_manifests(bundle: Path | Bundle, opts: ManifestOptions) -> str:
+    """Render the manifests for a bundle (a file, or one already read) as one YAML string.
 
     The bundle is read, not verified: its MRENCLAVE, MRSIGNER, product id, SVN and debug
     flag become annotations, its ``memory_mb`` and ``max_threads`` size the resources.
@@ -333,7 +333,7 @@ def render_manifests(bundle: Path, opts: ManifestOptions) -> str:
         ConfigError: an option is invalid.
         DeployError: the YAML cannot be written.
     """
-    parsed = read_bundle(bundle)
+    parsed = bundle if isinstance(bundle, Bundle) else read_bundle(bundle)
     docs = manifest_documents(parsed, opts)
     try:
         body = yaml.dump_all(docs, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False,

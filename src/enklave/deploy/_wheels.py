@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -127,7 +127,7 @@ def _installed(name: str) -> bool:
     return True
 
 
-def _digest(parts: Iterator[tuple[str, bytes]]) -> str:
+def _digest(parts: Iterable[tuple[str, bytes]]) -> str:
     h = hashlib.sha256()
     for name, data in parts:
         h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
@@ -173,7 +173,7 @@ def _enklave_wheel(progress: Callable[[str], None]) -> Path:
         files = list(_source_files(root))
     except OSError as exc:
         raise DeployError(f"cannot read the enklave sources in {root}: {exc}") from exc
-    key = _digest(iter(files))
+    key = _digest(files)
     target = cache_dir() / f"enklave-{key}"
     found = sorted(target.glob("enklave-*.whl"))
     if found:
@@ -218,7 +218,7 @@ def _download_args(pins: list[tuple[str, str]], dest: str) -> list[str]:
 
 def _dependency_wheels(progress: Callable[[str], None]) -> list[Path]:
     pins = dependency_pins()
-    key = _digest(iter([(f"{n}=={v}", platform.machine().encode()) for n, v in pins]))
+    key = _digest([(f"{n}=={v}", platform.machine().encode()) for n, v in pins])
     target = cache_dir() / f"deps-{key}"
     if not target.is_dir():
         progress(f"downloading {len(pins)} pinned dependency wheels for CPython {_PYTHON}")
