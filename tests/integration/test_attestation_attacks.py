@@ -10,19 +10,17 @@ and a debug app) and replay its evidence.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from _quote_surgery import flip, flip_digit, flip_pem_cert, flip_quote_cert, layout, splice
 from conftest import build
 from enklave.backends.simulation import SimPlatform
 from enklave.backends.simulation import _collateral as sim_coll
@@ -58,7 +56,6 @@ MRSIGNER = hashlib.sha256(b"the release key").digest()
 MRTD = hashlib.sha384(b"the reviewed TD").digest()
 PRODUCT, SVN = 7, 3
 REJECTED = (VerificationError, QuoteFormatError, CollateralError)
-_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
 
 
 # -- platforms and quotes ----------------------------------------------------------------------
@@ -162,72 +159,6 @@ def sim(request: pytest.FixtureRequest, platform: SimPlatform) -> Sim:
 @pytest.fixture(scope="module")
 def sgx(platform: SimPlatform) -> Sim:
     return _sim(platform, "sgx-v3")
-
-
-# -- byte surgery (the same helpers as tests/vectors/test_dcap_attacks.py) ---------------------
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Offsets of the signature-data parts of a quote (v4: inside the type-6 wrapper)."""
-
-    signature: int
-    attestation_key: int
-    qe_report: int
-    qe_report_signature: int
-    qe_auth_data: int
-    cert_data: int
-
-
-def layout(raw: bytes) -> Layout:
-    q = parse_quote(raw)
-    sig = len(q.signed_region) + 4
-    qe_report = sig + 128 + (6 if q.header.version >= 4 else 0)
-    auth = qe_report + 384 + 64 + 2
-    out = Layout(sig, sig + 64, qe_report, qe_report + 384, auth, auth + len(q.qe_auth_data) + 6)
-    assert raw[out.qe_report : out.qe_report + 384] == q.qe_report.raw
-    return out
-
-
-def flip(data: bytes, offset: int, mask: int = 0x01) -> bytes:
-    return data[:offset] + bytes([data[offset] ^ mask]) + data[offset + 1 :]
-
-
-def splice(data: bytes, offset: int, new: bytes) -> bytes:
-    return data[:offset] + new + data[offset + len(new) :]
-
-
-def flip_pem_cert(pem: bytes, index: int, part: str = "serial") -> bytes:
-    """Flip a bit inside the signed TBS of certificate ``index`` of a PEM chain: the serial's
-    last byte, or the subject name's last byte. The base64 keeps its layout, so only the
-    certificate's signature (or the chain's structure) can catch it."""
-    match = list(_PEM.finditer(pem))[index]
-    body = match.group(1)
-    der = base64.b64decode(b"".join(body.split()))
-    cert = x509.load_der_x509_certificate(der)
-    if part == "serial":
-        serial = cert.serial_number.to_bytes(cert.serial_number.bit_length() // 8 + 1, "big")
-        pos = der.find(bytes([0x02, len(serial)]) + serial) + 2 + len(serial) - 1
-    else:
-        subject = cert.subject.public_bytes()
-        pos = der.rfind(subject) + len(subject) - 1  # rfind: the issuer comes first
-    assert der.find(cert.tbs_certificate_bytes) < pos
-    new = iter(base64.b64encode(flip(der, pos, 0x01 if part == "serial" else 0x20)))
-    rewrapped = bytes(ch if chr(ch).isspace() else next(new) for ch in body)
-    return pem[: match.start(1)] + rewrapped + pem[match.end(1) :]
-
-
-def flip_quote_cert(raw: bytes, index: int, part: str = "serial") -> bytes:
-    data = parse_quote(raw).certification.data
-    return splice(raw, layout(raw).cert_data, flip_pem_cert(data, index, part))
-
-
-def flip_digit(text: str, key: str) -> str:
-    """Flip the low bit of the last digit of the first ``"key":<number>`` (JSON stays valid)."""
-    match = re.search(rf'"{key}":(\d+)', text)
-    assert match is not None, key
-    pos = match.end(1) - 1
-    return text[:pos] + chr(ord(text[pos]) ^ 1) + text[pos + 1 :]
 
 
 def _keys(platform: SimPlatform) -> dict[str, ec.EllipticCurvePrivateKey]:

@@ -658,22 +658,30 @@ def test_bulk_collateral_mutations_are_rejected_unless_unsigned(
         label = f"{name}{':genuine' if genuine else ''}"
         tally.ops[label] += 1
 
-        def run() -> tuple[Collateral, DcapResult | None] | None:
-            try:
-                mutated = dataclasses.replace(base.collateral, **values)  # type: ignore[arg-type]  # noqa: B023
-            except CollateralError:
-                return None
-            return mutated, _verify(base, base.quote, mutated)  # noqa: B023
-
-        tally.inputs += 1
-        try:
-            outcome = run()
-        except Exception as exc:
-            tally.failures.append(f"{label}: untyped {type(exc).__name__}: {exc}")
-            continue
-        if outcome is not None and outcome[1] is not None:
-            _check_accepted_collateral(tally, base, label, outcome[0], outcome[1], genuine)
+        _try_collateral(
+            tally, base, label, genuine,
+            lambda: dataclasses.replace(base.collateral, **values),  # type: ignore[arg-type]  # noqa: B023
+        )
     tally.report("collateral mutations", started)
+
+
+def _try_collateral(
+    tally: Tally, base: Base, label: str, genuine: bool, make: Callable[[], Collateral]
+) -> None:
+    """Build mutated collateral with ``make`` and verify ``base``'s quote with it: malformed
+    collateral must be refused with a typed error, accepted collateral is checked."""
+    tally.inputs += 1
+    try:
+        try:
+            mutated = make()
+        except CollateralError:
+            return
+        result = _verify(base, base.quote, mutated)
+    except Exception as exc:
+        tally.failures.append(f"{label}: untyped {type(exc).__name__}: {exc}")
+        return
+    if result is not None:
+        _check_accepted_collateral(tally, base, label, mutated, result, genuine)
 
 
 def _mutate_json(rng: random.Random, text: str) -> tuple[str, str]:
@@ -704,21 +712,8 @@ def test_bulk_collateral_json_mutations_are_rejected_unless_insignificant(
             continue
         tally.ops[op] += 1
 
-        def run() -> tuple[Collateral, DcapResult | None] | None:
-            try:
-                mutated = Collateral.from_json(text)  # noqa: B023
-            except CollateralError:
-                return None
-            return mutated, _verify(base, base.quote, mutated)  # noqa: B023
-
-        tally.inputs += 1
-        try:
-            outcome = run()
-        except Exception as exc:
-            tally.failures.append(f"json {op}: untyped {type(exc).__name__}: {exc}")
-            continue
-        if outcome is not None and outcome[1] is not None:
-            _check_accepted_collateral(tally, base, f"json {op}", outcome[0], outcome[1], False)
+        _try_collateral(tally, base, f"json {op}", False,
+                        lambda: Collateral.from_json(text))  # noqa: B023
     tally.report("collateral JSON mutations", started)
 
 

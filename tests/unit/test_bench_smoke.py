@@ -1,4 +1,4 @@
-"""Smoke test for bench/ecall.py: it runs and prints one JSON line (timings never checked)."""
+"""Smoke tests for the benchmarks: each runs and prints one JSON line (timings never checked)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ KEYS = {
 }
 
 
-def test_bench_ecall_quick(tmp_path: Path) -> None:
+def run_bench(tmp_path: Path, script: str, *args: str) -> dict:
+    """Run ``bench/<script>`` with ``args``; return its one JSON line, parsed."""
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "ecall.py"), "--quick"],
+        [sys.executable, str(REPO / "bench" / script), *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -37,41 +38,25 @@ def test_bench_ecall_quick(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout
-    result = json.loads(lines[0])
+    return json.loads(lines[0])
+
+
+def test_bench_ecall_quick(tmp_path: Path) -> None:
+    result = run_bench(tmp_path, "ecall.py", "--quick")
     assert KEYS <= set(result), KEYS - set(result)
     assert result["bench"] == "ecall"
     assert set(result["threads"]) == {"1", "2", "4"}
 
 
 def test_bench_verify_quick(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "verify.py"), "--rounds", "1", "--seconds", "0.02"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stdout
-    result = json.loads(lines[0])
+    result = run_bench(tmp_path, "verify.py", "--rounds", "1", "--seconds", "0.02")
     assert result["bench"] == "verify"
     if "skipped" not in result:
         assert {"ours_warm_qps", "ours_cold_qps", "dcap_qvl_qps", "ratio_warm"} <= set(result)
 
 
 def test_bench_atls_quick(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "atls.py"), "--rounds", "1", "--batch", "2"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stdout
-    result = json.loads(lines[0])
+    result = run_bench(tmp_path, "atls.py", "--rounds", "1", "--batch", "2")
     assert result["bench"] == "atls"
     assert {"plain_p50_ms", "attested_warm_p50_ms", "attested_cold_p50_ms", "ratio_warm",
             "ratio_cold"} <= set(result)

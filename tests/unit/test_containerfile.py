@@ -7,11 +7,11 @@ review the diff: every line of the Containerfile is a security or reproducibilit
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from _golden import assert_golden
 from enklave.deploy import DEFAULT_BASE, render_containerfile
 from enklave.deploy._containerfile import entrypoint
 
@@ -35,12 +35,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_containerfile_matches_golden(case):
     text = render_containerfile(base=DEFAULT_BASE, labels=LABELS, **CASES[case])
-    golden = GOLDEN / f"{case}.Containerfile"
-    if os.environ.get("UPDATE_GOLDEN"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-    assert golden.is_file(), f"missing {golden}; run with UPDATE_GOLDEN=1"
-    assert text == golden.read_text(encoding="utf-8"), f"{case} differs; UPDATE_GOLDEN=1"
+    assert_golden(text, GOLDEN / f"{case}.Containerfile")
 
 
 def test_install_is_offline_and_hash_pinned():

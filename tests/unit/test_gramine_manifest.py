@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from _golden import assert_golden
 from conftest import HELLO_DIR, build, write_app
 from enklave.backends.gramine import (
     PythonLayout,
@@ -53,9 +54,7 @@ def test_golden_hello(tmp_path: Path, key) -> None:
     bundle = _hello_in(tmp_path, key)
     tmpfs = '  { type = "tmpfs", path = "/tmp" },\n'
     text = _render(bundle).replace(str(bundle.parent), "/app").replace(tmpfs, "")
-    if os.environ.get("ENKLAVE_UPDATE_GOLDEN"):
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text()
+    assert_golden(text, GOLDEN)
 
 
 def test_hello_keys(tmp_path: Path, key) -> None:

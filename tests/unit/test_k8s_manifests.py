@@ -12,7 +12,6 @@ quantities, which the schema accepts as a string or a number.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from _golden import assert_golden
 from conftest import build, write_app
 from enklave.deploy import ManifestOptions, manifest_documents, render_manifests
 from enklave.deploy._k8s import find_bundle, k8s_name
@@ -79,12 +79,7 @@ def _pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_manifest_matches_golden_and_validates(case: str, gold_bundle: Path) -> None:
     text = _normalised(_render(gold_bundle, **CASES[case]), gold_bundle)
-    golden = GOLDEN / f"{case}.yaml"
-    if os.environ.get("UPDATE_GOLDEN"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-    assert golden.is_file(), f"missing {golden}; run with UPDATE_GOLDEN=1"
-    assert text == golden.read_text(encoding="utf-8"), f"{case} differs; UPDATE_GOLDEN=1"
+    assert_golden(text, GOLDEN / f"{case}.yaml")
     _validate(text)
 
 

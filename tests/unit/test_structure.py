@@ -10,74 +10,58 @@ import pytest
 
 from enklave.package._measure import TRUSTED_RUNTIME, runtime_files
 
+_ENCLAVE_PROCESS = (
+    "import enklave.enclave._main, enklave.enclave, enklave.enclave._evidence\n"
+    "import enklave.backends.simulation  # what evidence() loads in the enclave\n"
+)
+_ENCLAVE_SIDE_ATLS = (
+    "import enklave.enclave._main, enklave.enclave, enklave.atls, enklave.verify\n"
+    "import enklave.atls._server, enklave.atls._asgi, enklave.atls._issue, enklave.atls._client\n"
+    "import enklave.backends.simulation, enklave.collateral\n"
+)
+_NEVER_IN_THE_ENCLAVE = (
+    "enklave.host", "enklave.cli", "enklave.collateral._pcs", "enklave.collateral._cache",
+    "enklave.atls.transport", "http.", "urllib.request", "httpx", "httpcore", "requests",
+    "flask", "fastapi", "starlette", "pickle",
+)
 
-def test_enclave_process_imports_only_measured_enklave_modules() -> None:
-    code = (
-        "import sys, enklave.enclave._main, enklave.enclave, enklave.enclave._evidence\n"
-        "import enklave.backends.simulation  # what evidence() loads in the enclave\n"
-        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('enklave'))))"
-    )
-    out = subprocess.run(
+
+def _modules_after(imports: str) -> list[str]:
+    """Every module loaded, in a fresh isolated interpreter, by ``imports``."""
+    code = "import sys\n" + imports + "print('\\n'.join(sorted(sys.modules)))"
+    return subprocess.run(
         [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
+
+
+def _assert_all_measured(modules: list[str]) -> None:
     measured = {p for p, _, _ in runtime_files()}
-    for mod in out:
-        module = importlib.import_module(mod)
-        path = module.__file__
+    for mod in (m for m in modules if m.startswith("enklave")):
+        path = importlib.import_module(mod).__file__
         assert path is not None
         rel = "enklave/" + path.split("/enklave/", 1)[1]
         assert rel in measured, f"{mod} runs in the enclave but is not measured"
 
 
+def test_enclave_process_imports_only_measured_enklave_modules() -> None:
+    _assert_all_measured(_modules_after(_ENCLAVE_PROCESS))
+
+
 def test_trusted_side_never_imports_host_cli_or_http() -> None:
-    code = (
-        "import sys, enklave.enclave._main, enklave.backends.simulation\n"
-        "bad = [m for m in sys.modules if m.startswith(('enklave.host', 'enklave.cli', "
-        "'enklave.collateral._pcs', 'enklave.atls.transport', 'http.', 'urllib.request', "
-        "'httpx', 'requests', 'flask', 'fastapi', 'pickle'))]\n"
-        "print(bad)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == "[]"
-
-
-_ENCLAVE_SIDE_ATLS = (
-    "import sys, enklave.enclave._main, enklave.enclave, enklave.atls, enklave.verify\n"
-    "import enklave.atls._server, enklave.atls._asgi, enklave.atls._issue, enklave.atls._client\n"
-    "import enklave.backends.simulation, enklave.collateral\n"
-)
+    bad = [m for m in _modules_after(_ENCLAVE_PROCESS) if m.startswith(_NEVER_IN_THE_ENCLAVE)]
+    assert bad == []
 
 
 def test_enclave_side_atls_imports_only_measured_modules() -> None:
     """An enclave serving attested TLS (and verifying peers) runs only measured enklave code."""
-    code = _ENCLAVE_SIDE_ATLS + (
-        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('enklave'))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    measured = {p for p, _, _ in runtime_files()}
-    assert "enklave.atls._server" in out
-    for mod in out:
-        path = importlib.import_module(mod).__file__
-        assert path is not None
-        assert "enklave/" + path.split("/enklave/", 1)[1] in measured, f"{mod} is not measured"
+    modules = _modules_after(_ENCLAVE_SIDE_ATLS)
+    assert "enklave.atls._server" in modules
+    _assert_all_measured(modules)
 
 
 def test_enclave_side_atls_never_imports_http_clients_or_the_host() -> None:
-    code = _ENCLAVE_SIDE_ATLS + (
-        "bad = [m for m in sys.modules if m.startswith(('enklave.host', 'enklave.cli', "
-        "'enklave.collateral._pcs', 'enklave.collateral._cache', 'enklave.atls.transport', "
-        "'http.', 'urllib.request', 'httpx', 'httpcore', 'requests', 'flask', 'fastapi', "
-        "'starlette', 'pickle'))]\n"
-        "print(bad)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == "[]"
+    bad = [m for m in _modules_after(_ENCLAVE_SIDE_ATLS) if m.startswith(_NEVER_IN_THE_ENCLAVE)]
+    assert bad == []
 
 
 def test_runtime_file_list_is_stable_and_covers_the_parts() -> None:
